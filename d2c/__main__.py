@@ -1,0 +1,3 @@
+from d2c.cli import main
+
+main()

@@ -1,0 +1,430 @@
+"""The deployment descriptor ``d2c.yaml``: its typed model, loading, and validation.
+
+A descriptor says what the app is (roles, each with an image and a command), what goes in and
+comes out, how to run it at reduced scale for profiling, and where the desktop VMs are reachable.
+Every problem found is reported as one line naming the file, the field and the fix, raised as
+:class:`d2c.errors.UsageError` (exit 2). The format is documented in README.md; an example::
+
+    name: montecarlo
+    workdir: d2c-work            # remote work folder, relative to the login user's home
+    roles:
+      - name: master
+        image: .                 # a folder, or .ova/.ovf/.vbox/.vdi/.vmdk/.vhd/.raw/.img
+        command: python3 montecarlo.py --scale 1.0 --workers $D2C_WORKER_COUNT --out out/result.json
+        count: 1
+    inputs:
+      - {local: data/params.json, remote: params.json}
+    outputs:
+      - {remote: out, local: results}
+    profile:
+      command: python3 montecarlo.py --scale {scale} --workers {workers} --out out/result.json
+      scales: [0.02, 0.05, 0.1]
+      workers: [1, 2]
+      full_scale: 1.0
+    desktop: local               # or {host: ssh://user@host:2222, key: ~/.ssh/id_ed25519}
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from d2c.errors import UsageError
+
+IMAGE_SUFFIXES = (".ova", ".ovf", ".vbox", ".vdi", ".vmdk", ".vhd", ".raw", ".img")
+MAX_COUNT = 1000
+DEFAULT_WORKDIR = "d2c-work"
+DEFAULT_USER = "ubuntu"
+
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file")
+_ROLE_KEYS = ("name", "image", "command", "count", "min", "max", "user", "master")
+_TRANSFER_KEYS = ("local", "remote")
+_PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
+_DESKTOP_KEYS = ("host", "key")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Role:
+    """One kind of host in the app: its image, the command it runs, and how many of it."""
+
+    name: str
+    image: Path
+    command: str | None
+    count: int | None
+    """A fixed count, or None for ``auto`` (the planner decides within min..max)."""
+    min_count: int
+    max_count: int
+    user: str
+    master: bool
+
+    @property
+    def image_is_folder(self) -> bool:
+        """True for an app that is not in a VM: its folder is copied as it is."""
+        return self.image.is_dir()
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A file or folder copied between the desktop and the remote work folder."""
+
+    local: Path
+    remote: str
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """How to run the app at reduced scale: a command template and the points allowed."""
+
+    command: str
+    scales: tuple[float, ...]
+    workers: tuple[int, ...]
+    full_scale: float
+    repeats: int = 2
+    timeout_s: float | None = None
+
+    def render(self, scale: float, workers: int) -> str:
+        """The command for one profiling point."""
+        return self.command.replace("{scale}", f"{scale:g}").replace("{workers}", str(workers))
+
+
+@dataclass(frozen=True)
+class Desktop:
+    """Where the desktop VMs (or the app itself) can be reached for profiling."""
+
+    kind: str
+    """``local`` or ``ssh``."""
+    user: str | None = None
+    hostname: str | None = None
+    port: int = 22
+    key: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """How the host is named in messages."""
+        return "local" if self.kind == "local" else f"ssh://{self.user}@{self.hostname}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A loaded, validated ``d2c.yaml``."""
+
+    path: Path
+    name: str
+    workdir: str
+    roles: tuple[Role, ...]
+    inputs: tuple[Transfer, ...] = ()
+    outputs: tuple[Transfer, ...] = ()
+    profile: ProfileSpec | None = None
+    desktop: Desktop = field(default_factory=lambda: Desktop(kind="local"))
+    done_file: str | None = None
+
+    @property
+    def project_dir(self) -> Path:
+        """The folder holding the descriptor; relative local paths resolve against it."""
+        return self.path.parent
+
+    @property
+    def master(self) -> Role:
+        """The role that runs the app's main program."""
+        return next(role for role in self.roles if role.master)
+
+    def role(self, name: str) -> Role:
+        """The role called ``name``."""
+        for role in self.roles:
+            if role.name == name:
+                return role
+        raise UsageError(f"{self.path}: roles: no role named {name!r} (roles: {', '.join(r.name for r in self.roles)})")
+
+
+class _Checker:
+    """Collects the location of each value so that every error names file and field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> UsageError:
+        return UsageError(f"{self.path}: {where}: {problem}")
+
+    def mapping(self, value: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a mapping of keys ({', '.join(allowed)}), got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                near = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(allowed)}"
+                raise self.fail(f"{where}.{key}" if where else str(key), f"unknown key{hint}")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"must be a non-empty string, got {_kind(value)}")
+        return value.strip()
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"must be a whole number, got {_kind(value)}")
+        if not lo <= value <= hi:
+            raise self.fail(where, f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    def positive(self, value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(where, f"must be a number, got {_kind(value)}")
+        if not value > 0 or value != value or value == float("inf"):
+            raise self.fail(where, f"must be a positive finite number, got {value}")
+        return float(value)
+
+    def sequence(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be a list, got {_kind(value)}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def load_descriptor(path: Path | str | None = None) -> Descriptor:
+    """Load and validate a descriptor; ``path`` defaults to ``./d2c.yaml``.
+
+    Raises UsageError with one line naming file, field and fix for any problem.
+    """
+    import yaml
+
+    path = Path(path) if path else Path.cwd() / "d2c.yaml"
+    if path.is_dir():
+        path = path / "d2c.yaml"
+    if not path.is_file():
+        raise UsageError(f"{path}: no such descriptor; run 'd2c init' to create one")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file; a descriptor is YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UsageError(f"{path}: {where}: {problem}; fix the YAML syntax") from None
+    return parse_descriptor(raw, path.resolve())
+
+
+def parse_descriptor(raw: Any, path: Path) -> Descriptor:
+    """Validate the parsed YAML ``raw`` of the descriptor at ``path`` into a Descriptor."""
+    check = _Checker(path)
+    if raw is None:
+        raise check.fail("(top level)", "the file is empty; run 'd2c init' to scaffold one")
+    top = check.mapping(raw, "", _TOP_KEYS)
+    for required in ("name", "roles"):
+        if required not in top:
+            raise check.fail(required, "missing; every descriptor needs 'name' and 'roles'")
+    name = check.string(top["name"], "name")
+    if not _NAME_RE.match(name):
+        raise check.fail("name", f"{name!r} must start with a letter or digit and hold only letters, digits, '.', '_', '-'")
+    workdir = _workdir(check, top.get("workdir", DEFAULT_WORKDIR))
+    base = path.parent
+    roles = _roles(check, top["roles"], base)
+    inputs = tuple(
+        _transfer(check, item, f"inputs[{i}]", base, workdir, must_exist=True)
+        for i, item in enumerate(check.sequence(top.get("inputs", []) or [], "inputs"))
+    )
+    outputs = tuple(
+        _transfer(check, item, f"outputs[{i}]", base, workdir, must_exist=False)
+        for i, item in enumerate(check.sequence(top.get("outputs", []) or [], "outputs"))
+    )
+    profile = _profile(check, top["profile"]) if top.get("profile") is not None else None
+    desktop = _desktop(check, top.get("desktop", "local"), base)
+    done_file = None
+    if top.get("done_file") is not None:
+        done_file = _remote_path(check, top["done_file"], "done_file", workdir)
+    return Descriptor(
+        path=path,
+        name=name,
+        workdir=workdir,
+        roles=roles,
+        inputs=inputs,
+        outputs=outputs,
+        profile=profile,
+        desktop=desktop,
+        done_file=done_file,
+    )
+
+
+def _workdir(check: _Checker, value: Any) -> str:
+    workdir = check.string(value, "workdir")
+    normal = posixpath.normpath(workdir)
+    if normal in ("/", ".") or normal.startswith(".."):
+        raise check.fail("workdir", f"{workdir!r} must be a folder of its own, e.g. 'd2c-work' or '/opt/app/run'")
+    return normal
+
+
+def _roles(check: _Checker, value: Any, base: Path) -> tuple[Role, ...]:
+    items = check.sequence(value, "roles")
+    if not items:
+        raise check.fail("roles", "must list at least one role, e.g. '- {name: master, image: ., command: ./run.sh}'")
+    roles: list[Role] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        where = f"roles[{i}]"
+        spec = check.mapping(item, where, _ROLE_KEYS)
+        if "name" not in spec:
+            raise check.fail(f"{where}.name", "missing; give each role a name such as 'master' or 'worker'")
+        name = check.string(spec["name"], f"{where}.name")
+        if not _NAME_RE.match(name):
+            raise check.fail(f"{where}.name", f"{name!r} must hold only letters, digits, '.', '_', '-'")
+        if name in seen:
+            raise check.fail(f"{where}.name", f"duplicate role name {name!r} (also roles[{seen[name]}]); role names must be unique")
+        seen[name] = i
+        roles.append(_role(check, spec, where, name, base))
+    masters = [role for role in roles if role.master]
+    if len(masters) > 1:
+        raise check.fail("roles", f"more than one role says 'master: true' ({', '.join(r.name for r in masters)}); mark exactly one")
+    if not masters:
+        by_name = [r for r in roles if r.name == "master"]
+        chosen = by_name[0] if by_name else roles[0]
+        roles = [replace(r, master=r is chosen) for r in roles]
+        masters = [next(r for r in roles if r.master)]
+    master = masters[0]
+    if master.command is None:
+        index = next(i for i, r in enumerate(roles) if r.master)
+        raise check.fail(f"roles[{index}].command", f"role {master.name!r} runs the app but has no command; add 'command: <how you start the app>'")
+    if master.count not in (None, 1) and len(roles) > 1:
+        index = next(i for i, r in enumerate(roles) if r.master)
+        raise check.fail(f"roles[{index}].count", f"the master role {master.name!r} must have count 1 when other roles exist, got {master.count}")
+    return tuple(roles)
+
+
+def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Path) -> Role:
+    if "image" not in spec:
+        raise check.fail(f"{where}.image", f"missing; give role {name!r} a VM image ({', '.join(IMAGE_SUFFIXES)}) or the app's folder")
+    image_text = check.string(spec["image"], f"{where}.image")
+    image = (base / Path(image_text).expanduser()).resolve()
+    if not image.exists():
+        raise check.fail(f"{where}.image", f"{image} does not exist; give the path of the VM image or app folder")
+    if image.is_file() and image.suffix.lower() not in IMAGE_SUFFIXES:
+        raise check.fail(f"{where}.image", f"{image.name} is not a VM image; use one of {', '.join(IMAGE_SUFFIXES)} or a folder")
+    command = None
+    if spec.get("command") is not None:
+        command = check.string(spec["command"], f"{where}.command")
+    min_count = check.integer(spec.get("min", 1), f"{where}.min", 0, MAX_COUNT)
+    max_count = check.integer(spec.get("max", MAX_COUNT), f"{where}.max", 1, MAX_COUNT)
+    if min_count > max_count:
+        raise check.fail(f"{where}.min", f"min {min_count} is above max {max_count}; lower min or raise max")
+    raw_count = spec.get("count", 1)
+    if raw_count == "auto":
+        count = None
+    else:
+        if isinstance(raw_count, str):
+            raise check.fail(f"{where}.count", f"must be a whole number or 'auto', got {raw_count!r}")
+        count = check.integer(raw_count, f"{where}.count", 0, MAX_COUNT)
+        if not min_count <= count <= max_count:
+            raise check.fail(f"{where}.count", f"{count} is outside min {min_count} .. max {max_count}; change count or the limits")
+    user = check.string(spec.get("user", DEFAULT_USER), f"{where}.user")
+    master = spec.get("master", False)
+    if not isinstance(master, bool):
+        raise check.fail(f"{where}.master", f"must be true or false, got {_kind(master)}")
+    return Role(
+        name=name,
+        image=image,
+        command=command,
+        count=count,
+        min_count=min_count,
+        max_count=max_count,
+        user=user,
+        master=master,
+    )
+
+
+def _remote_path(check: _Checker, value: Any, where: str, workdir: str) -> str:
+    """A remote path, normalised relative to the work folder; it may not leave the folder."""
+    text = check.string(value, where)
+    if posixpath.isabs(text):
+        absolute_workdir = workdir if posixpath.isabs(workdir) else None
+        if absolute_workdir is None or not (text == absolute_workdir or text.startswith(absolute_workdir.rstrip("/") + "/")):
+            raise check.fail(where, f"{text!r} is outside the remote work folder {workdir!r}; use a path relative to it")
+        text = posixpath.relpath(text, absolute_workdir)
+    normal = posixpath.normpath(text)
+    if normal == ".." or normal.startswith("../"):
+        raise check.fail(where, f"{text!r} is outside the remote work folder {workdir!r}; use a path inside it")
+    return normal
+
+
+def _transfer(check: _Checker, value: Any, where: str, base: Path, workdir: str, *, must_exist: bool) -> Transfer:
+    spec = check.mapping(value, where, _TRANSFER_KEYS)
+    for key in _TRANSFER_KEYS:
+        if key not in spec:
+            raise check.fail(f"{where}.{key}", "missing; each entry needs 'local' and 'remote'")
+    local = (base / Path(check.string(spec["local"], f"{where}.local")).expanduser()).resolve()
+    if must_exist and not local.exists():
+        raise check.fail(f"{where}.local", f"{local} does not exist; create it or fix the path")
+    remote = _remote_path(check, spec["remote"], f"{where}.remote", workdir)
+    return Transfer(local=local, remote=remote)
+
+
+def _profile(check: _Checker, value: Any) -> ProfileSpec:
+    spec = check.mapping(value, "profile", _PROFILE_KEYS)
+    for key in ("command", "scales", "workers", "full_scale"):
+        if key not in spec:
+            raise check.fail(f"profile.{key}", "missing; profiling needs command, scales, workers and full_scale")
+    command = check.string(spec["command"], "profile.command")
+    for placeholder in ("{scale}", "{workers}"):
+        if placeholder not in command:
+            raise check.fail("profile.command", f"has no {placeholder}; the command must take the scale and worker count, e.g. './app --scale {{scale}} -j {{workers}}'")
+    scales = tuple(check.positive(s, f"profile.scales[{i}]") for i, s in enumerate(check.sequence(spec["scales"], "profile.scales")))
+    workers = tuple(check.integer(w, f"profile.workers[{i}]", 1, 4096) for i, w in enumerate(check.sequence(spec["workers"], "profile.workers")))
+    if len(set(scales)) < 2:
+        raise check.fail("profile.scales", "needs at least two different scales to fit how runtime grows")
+    if not workers:
+        raise check.fail("profile.workers", "needs at least one worker count")
+    full_scale = check.positive(spec["full_scale"], "profile.full_scale")
+    if max(scales) > full_scale:
+        raise check.fail("profile.scales", f"{max(scales):g} is above full_scale {full_scale:g}; profiling scales must be smaller than the real run")
+    repeats = check.integer(spec.get("repeats", 2), "profile.repeats", 1, 20)
+    timeout = check.positive(spec["timeout"], "profile.timeout") if spec.get("timeout") is not None else None
+    return ProfileSpec(
+        command=command,
+        scales=tuple(sorted(set(scales))),
+        workers=tuple(sorted(set(workers))),
+        full_scale=full_scale,
+        repeats=repeats,
+        timeout_s=timeout,
+    )
+
+
+def _desktop(check: _Checker, value: Any, base: Path) -> Desktop:
+    if isinstance(value, str):
+        value = {"host": value}
+    spec = check.mapping(value, "desktop", _DESKTOP_KEYS)
+    host = check.string(spec.get("host", "local"), "desktop.host")
+    if host == "local":
+        return Desktop(kind="local")
+    url = urlparse(host)
+    if url.scheme != "ssh" or not url.hostname:
+        raise check.fail("desktop.host", f"{host!r} must be 'local' or 'ssh://user@host:port'")
+    try:
+        port = url.port or 22
+    except ValueError:
+        raise check.fail("desktop.host", f"{host!r} has a bad port; use ssh://user@host:2222") from None
+    key = None
+    if spec.get("key") is not None:
+        key = (base / Path(check.string(spec["key"], "desktop.key")).expanduser()).resolve()
+        if not key.is_file():
+            raise check.fail("desktop.key", f"{key} does not exist; give the private key that logs into the VM")
+    return Desktop(kind="ssh", user=url.username or DEFAULT_USER, hostname=url.hostname, port=port, key=key)

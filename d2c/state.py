@@ -1,0 +1,48 @@
+"""Where d2c keeps its state: runs, journals, keys, pinned host keys, and the catalog cache.
+
+The state directory is ``.d2c/`` beside the descriptor, so each project keeps its own runs;
+``D2C_HOME`` overrides it (tests and users with a read-only project folder). The cache directory
+(prices, which are the same for every project) follows the XDG convention; ``D2C_CACHE_DIR``
+overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DESCRIPTOR_NAME = "d2c.yaml"
+
+
+def state_dir(project_dir: Path | None = None, *, create: bool = True) -> Path:
+    """Return the state directory for the project in ``project_dir`` (default: the cwd)."""
+    override = os.environ.get("D2C_HOME")
+    path = Path(override) if override else (project_dir or Path.cwd()) / ".d2c"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir(*, create: bool = True) -> Path:
+    """Return the user-wide cache directory (catalog prices)."""
+    override = os.environ.get("D2C_CACHE_DIR")
+    if override:
+        path = Path(override)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "d2c"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def known_hosts_path(project_dir: Path | None = None) -> Path:
+    """The file where SSH host keys are pinned on first use (OpenSSH known_hosts format)."""
+    return state_dir(project_dir) / "known_hosts"
+
+
+def runs_dir(project_dir: Path | None = None) -> Path:
+    """The folder holding one sub-folder per run (keys, logs, outputs, journal)."""
+    path = state_dir(project_dir) / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""The act layer: images, cloud providers, contextualization, remote runs, watchdogs, journal."""

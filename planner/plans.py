@@ -1,0 +1,168 @@
+"""Ranked plans and the ``plans.json`` file that ``d2c run --plan N`` reads.
+
+Format (``version`` 1)::
+
+    {"version": 1, "created_at": ISO-8601, "descriptor": "<name>",
+     "inputs": {"budget_usd": 50.0, "deadline_s": 10800 | null, "scale": 1.0,
+                "profile_digest": "sha256:…", "catalog_source": "snapshot",
+                "catalog_fetched_at": ISO-8601, "market": "any", "regions": [...]},
+     "plans": [{"rank": 1, "region": "us-east-1", "why": "…", "on_frontier": true,
+                "time_s": {"p50": …, "p90": …}, "cost_usd": {"p50": …, "p90": …},
+                "roles": [{"role": "master", "instance_type": "c6i.xlarge", "count": 1,
+                           "market": "on-demand", "region": "us-east-1", "vcpus": 4,
+                           "memory_gib": 8.0, "arch": "x86_64", "price_usd_h": 0.17,
+                           "workers_per_instance": 4}, …]}, …]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from d2c.errors import UsageError
+from profiler.prediction import Estimate
+
+PLANS_VERSION = 1
+MARKETS = ("on-demand", "spot")
+
+
+@dataclass(frozen=True)
+class RoleAllocation:
+    """How many instances of one type serve one role, and at what price."""
+
+    role: str
+    instance_type: str
+    count: int
+    market: str
+    region: str
+    vcpus: int
+    memory_gib: float
+    arch: str
+    price_usd_h: float
+    workers_per_instance: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way to run the app: the instances per role, predicted time and cost, and its rank."""
+
+    rank: int
+    region: str
+    roles: tuple[RoleAllocation, ...]
+    time_s: Estimate
+    cost_usd: Estimate
+    why: str
+    on_frontier: bool = False
+
+    @property
+    def instance_count(self) -> int:
+        """Total instances the plan launches."""
+        return sum(a.count for a in self.roles)
+
+    @property
+    def hourly_usd(self) -> float:
+        """The fleet's price per hour at the prices the plan was made with."""
+        return sum(a.count * a.price_usd_h for a in self.roles)
+
+
+@dataclass(frozen=True)
+class PlanSet:
+    """Everything ``d2c recommend`` decided, with the inputs it decided from."""
+
+    descriptor: str
+    created_at: str
+    budget_usd: float
+    deadline_s: float | None
+    scale: float
+    profile_digest: str
+    catalog_source: str
+    catalog_fetched_at: str
+    market: str
+    regions: tuple[str, ...]
+    plans: tuple[Plan, ...] = field(default_factory=tuple)
+
+    def plan(self, rank: int) -> Plan:
+        """The plan ranked ``rank`` (1-based)."""
+        for plan in self.plans:
+            if plan.rank == rank:
+                return plan
+        raise UsageError(f"plans.json: no plan ranked {rank}; ranks are 1..{len(self.plans)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON form."""
+        return {
+            "version": PLANS_VERSION,
+            "created_at": self.created_at,
+            "descriptor": self.descriptor,
+            "inputs": {
+                "budget_usd": self.budget_usd,
+                "deadline_s": self.deadline_s,
+                "scale": self.scale,
+                "profile_digest": self.profile_digest,
+                "catalog_source": self.catalog_source,
+                "catalog_fetched_at": self.catalog_fetched_at,
+                "market": self.market,
+                "regions": list(self.regions),
+            },
+            "plans": [
+                {
+                    "rank": p.rank,
+                    "region": p.region,
+                    "why": p.why,
+                    "on_frontier": p.on_frontier,
+                    "time_s": asdict(p.time_s),
+                    "cost_usd": asdict(p.cost_usd),
+                    "roles": [asdict(a) for a in p.roles],
+                }
+                for p in self.plans
+            ],
+        }
+
+    def save(self, path: Path) -> None:
+        """Write plans.json atomically."""
+        from d2c.files import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+
+def load_plans(path: Path) -> PlanSet:
+    """Read and check a plans.json written by ``d2c recommend``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such plans file; run 'd2c recommend -o {path}' first")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("version") != PLANS_VERSION:
+            raise UsageError(f"{path}: version {raw.get('version')!r} is not supported (expected {PLANS_VERSION}); run 'd2c recommend' again")
+        inputs = raw["inputs"]
+        plans = tuple(
+            Plan(
+                rank=int(p["rank"]),
+                region=p["region"],
+                why=p["why"],
+                on_frontier=bool(p.get("on_frontier", False)),
+                time_s=Estimate(**p["time_s"]),
+                cost_usd=Estimate(**p["cost_usd"]),
+                roles=tuple(RoleAllocation(**a) for a in p["roles"]),
+            )
+            for p in raw["plans"]
+        )
+        return PlanSet(
+            descriptor=raw["descriptor"],
+            created_at=raw["created_at"],
+            budget_usd=float(inputs["budget_usd"]),
+            deadline_s=inputs["deadline_s"],
+            scale=float(inputs["scale"]),
+            profile_digest=inputs["profile_digest"],
+            catalog_source=inputs["catalog_source"],
+            catalog_fetched_at=inputs["catalog_fetched_at"],
+            market=inputs["market"],
+            regions=tuple(inputs["regions"]),
+            plans=plans,
+        )
+    except UsageError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: not a valid plans file ({type(exc).__name__}: {exc}); run 'd2c recommend' again") from None
