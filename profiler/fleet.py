@@ -57,9 +57,11 @@ def instance_capacity(family: str, arch: str, vcpus: int, host_speed: float = 1.
     """Capacity of one instance of ``family`` with ``vcpus`` vCPUs, for a profile whose host
     single-core speed is ``host_speed`` on the c5 = 1.0 scale."""
     core_speed = FAMILY_CORE_SPEED.get(family, 1.0) / max(host_speed, 1e-9)
+    if family in BURSTABLE_BASELINE:
+        # Throttled vCPUs rarely contend for their shared core, so the baseline alone applies.
+        return Capacity(workers_per_instance=vcpus, speed=core_speed * BURSTABLE_BASELINE[family])
     smt = arch == "x86_64" and family not in _SMT_OFF_FAMILIES and vcpus >= 2
     per_vcpu = core_speed * (SMT_YIELD if smt else 1.0)
-    per_vcpu *= BURSTABLE_BASELINE.get(family, 1.0) / (SMT_YIELD if smt and family in BURSTABLE_BASELINE else 1.0)
     return Capacity(workers_per_instance=vcpus, speed=per_vcpu)
 
 
