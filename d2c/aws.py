@@ -15,12 +15,16 @@ from d2c.errors import UsageError, WorkError
 DEFAULT_REGION = "us-east-1"
 
 
-def client(service: str, region: str | None = None, **config: Any):
-    """A boto3 client for ``service`` in ``region`` with adaptive retries."""
+def client(service: str, region: str | None = None, *, attempts: int = 5, **config: Any):
+    """A boto3 client for ``service`` in ``region`` with adaptive retries.
+
+    ``attempts`` bounds retries of throttled or failed calls; a quick probe (is the network
+    there at all?) passes 1 so that an offline machine answers at once.
+    """
     import boto3
     from botocore.config import Config
 
-    retry = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60, **config)
+    retry = Config(retries={"max_attempts": attempts, "mode": "adaptive"}, connect_timeout=10, read_timeout=60, **config)
     return boto3.session.Session().client(service, region_name=region or DEFAULT_REGION, config=retry)
 
 
