@@ -153,7 +153,7 @@ class _Checker:
 
     def mapping(self, value: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(where, f"must be a mapping of keys ({', '.join(allowed)}), got {_kind(value)}")
+            raise self.fail(where or "(top level)", f"must be a mapping of keys ({', '.join(allowed)}), got {_kind(value)}")
         for key in value:
             if key not in allowed:
                 near = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
@@ -202,6 +202,30 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _strict_loader():
+    """A SafeLoader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys silently, which would drop, say, a whole
+    ``roles`` list written earlier in the file.
+    """
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in the same mapping", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def load_descriptor(path: Path | str | None = None) -> Descriptor:
     """Load and validate a descriptor; ``path`` defaults to ``./d2c.yaml``.
 
@@ -215,7 +239,7 @@ def load_descriptor(path: Path | str | None = None) -> Descriptor:
     if not path.is_file():
         raise UsageError(f"{path}: no such descriptor; run 'd2c init' to create one")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a text file; a descriptor is YAML") from None
     except yaml.YAMLError as exc:

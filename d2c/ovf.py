@@ -13,8 +13,10 @@ from pathlib import Path
 
 from d2c.errors import UsageError
 
-_OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
+_OVF_NAMESPACES = ("http://schemas.dmtf.org/ovf/envelope/1", "http://schemas.dmtf.org/ovf/envelope/2")
 _RASD_NS = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+# OVF 2.0 exports describe disks as StorageItem elements in the SASD namespace.
+_SASD_NS = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_StorageAllocationSettingData"
 _VBOX_NS = "http://www.virtualbox.org/ovf/machine"
 # CIM resource types used in the VirtualHardwareSection (DSP0243).
 _RESOURCE_CPU = "3"
@@ -48,66 +50,92 @@ def _q(ns: str, tag: str) -> str:
 
 
 def read_ovf_text(path: Path) -> str:
-    """Return the OVF XML of an .ova (the first .ovf member) or an .ovf file."""
+    """Return the OVF XML of an .ova (the first .ovf member) or an .ovf file.
+
+    The whole archive is walked, not just up to the descriptor, so that an .ova cut short (a
+    copy or download that stopped) is reported here rather than half-way through a conversion.
+    """
     path = Path(path)
     if path.suffix.lower() == ".ovf":
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: cannot read the OVF descriptor ({exc})") from None
+    text = None
     try:
         with tarfile.open(path, "r:") as archive:
             for member in archive:
-                if member.name.lower().endswith(".ovf"):
+                if text is None and member.name.lower().endswith(".ovf"):
                     handle = archive.extractfile(member)
-                    if handle is None:
-                        break
-                    return handle.read().decode("utf-8")
-    except (tarfile.TarError, EOFError, OSError) as exc:
+                    if handle is not None:
+                        text = handle.read().decode("utf-8")
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not a readable OVA archive ({exc}); export the VM again from VirtualBox") from None
-    raise UsageError(f"{path}: the OVA holds no .ovf descriptor; export the VM again from VirtualBox")
+    if text is None:
+        raise UsageError(f"{path}: the OVA holds no .ovf descriptor; export the VM again from VirtualBox")
+    return text
 
 
 def parse_ovf(text: str, source: Path) -> tuple[OvfMachine, ...]:
-    """Parse OVF XML into the machines it describes (VirtualBox and VMware exports both)."""
+    """Parse OVF XML (1.0 or 2.0) into the machines it describes (VirtualBox and VMware exports)."""
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise UsageError(f"{source}: the OVF descriptor is not valid XML ({exc})") from None
-    files = {
-        f.get(_q(_OVF_NS, "id")): f.get(_q(_OVF_NS, "href"), "")
-        for f in root.iter(_q(_OVF_NS, "File"))
-    }
+    ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+    if ns not in _OVF_NAMESPACES:
+        raise UsageError(f"{source}: not an OVF descriptor (root element {root.tag!r}); export the VM again from VirtualBox")
+
+    def number(text: str | None, what: str) -> int:
+        try:
+            return int((text or "0").strip())
+        except ValueError:
+            raise UsageError(f"{source}: the OVF gives {what} as {text!r}, not a whole number") from None
+
+    files = {f.get(_q(ns, "id")): f.get(_q(ns, "href"), "") for f in root.iter(_q(ns, "File"))}
     disks: dict[str, OvfDisk] = {}
-    for disk in root.iter(_q(_OVF_NS, "Disk")):
-        disk_id = disk.get(_q(_OVF_NS, "diskId"), "")
-        capacity = int(disk.get(_q(_OVF_NS, "capacity"), "0") or 0)
-        units = disk.get(_q(_OVF_NS, "capacityAllocationUnits"), "byte")
+    for disk in root.iter(_q(ns, "Disk")):
+        disk_id = disk.get(_q(ns, "diskId"), "")
+        units = disk.get(_q(ns, "capacityAllocationUnits"), "byte")
         disks[disk_id] = OvfDisk(
             disk_id=disk_id,
-            file_name=files.get(disk.get(_q(_OVF_NS, "fileRef")), ""),
-            capacity_bytes=capacity * _unit_multiplier(units),
-            format_url=disk.get(_q(_OVF_NS, "format"), ""),
+            file_name=files.get(disk.get(_q(ns, "fileRef")), ""),
+            capacity_bytes=number(disk.get(_q(ns, "capacity")), f"the capacity of disk {disk_id!r}") * _unit_multiplier(units),
+            format_url=disk.get(_q(ns, "format"), ""),
         )
     machines = []
-    for system in root.iter(_q(_OVF_NS, "VirtualSystem")):
-        name = system.findtext(_q(_OVF_NS, "Name")) or system.get(_q(_OVF_NS, "id")) or "vm"
-        os_section = system.find(_q(_OVF_NS, "OperatingSystemSection"))
+    for system in root.iter(_q(ns, "VirtualSystem")):
+        vbox = system.find(_q(_VBOX_NS, "Machine"))
+        name = (system.findtext(_q(ns, "Name")) or (vbox.get("name") if vbox is not None else None)
+                or system.get(_q(ns, "id")) or "vm")
         os_type = ""
+        os_section = system.find(_q(ns, "OperatingSystemSection"))
         if os_section is not None:
-            os_type = os_section.findtext(_q(_VBOX_NS, "OSType")) or os_section.findtext(_q(_OVF_NS, "Description")) or ""
+            os_type = os_section.findtext(_q(_VBOX_NS, "OSType")) or ""
+        if not os_type and vbox is not None:
+            os_type = vbox.get("OSType", "")
+        if not os_type and os_section is not None:
+            os_type = os_section.findtext(_q(ns, "Description")) or ""
         cpus, memory, used = 1, 0, []
-        for item in system.iter(_q(_OVF_NS, "Item")):
-            kind = item.findtext(_q(_RASD_NS, "ResourceType"))
-            quantity = item.findtext(_q(_RASD_NS, "VirtualQuantity"))
+        for item in system.iter():
+            if item.tag == _q(ns, "Item"):
+                cim = _RASD_NS
+            elif item.tag == _q(ns, "StorageItem"):
+                cim = _SASD_NS
+            else:
+                continue
+            kind = (item.findtext(_q(cim, "ResourceType")) or "").strip()
+            quantity = item.findtext(_q(cim, "VirtualQuantity"))
             if kind == _RESOURCE_CPU and quantity:
-                cpus = int(quantity)
+                cpus = number(quantity, f"the CPU count of {name!r}")
             elif kind == _RESOURCE_MEMORY and quantity:
-                units = item.findtext(_q(_RASD_NS, "AllocationUnits")) or "byte * 2^20"
-                memory = int(quantity) * _unit_multiplier(units) // 2**20
+                units = item.findtext(_q(cim, "AllocationUnits")) or "byte * 2^20"
+                memory = number(quantity, f"the memory of {name!r}") * _unit_multiplier(units) // 2**20
             elif kind == _RESOURCE_DISK:
-                ref = item.findtext(_q(_RASD_NS, "HostResource")) or ""
-                disk_id = ref.rsplit("/", 1)[-1]
+                disk_id = (item.findtext(_q(cim, "HostResource")) or "").strip().rsplit("/", 1)[-1]
                 if disk_id in disks:
                     used.append(disks[disk_id])
-        machines.append(OvfMachine(name=name, os_type=os_type, cpus=cpus, memory_mib=memory, disks=tuple(used)))
+        machines.append(OvfMachine(name=name.strip(), os_type=os_type.strip(), cpus=cpus, memory_mib=memory, disks=tuple(used)))
     if not machines:
         raise UsageError(f"{source}: the OVF descriptor declares no virtual machine")
     return tuple(machines)
@@ -121,7 +149,8 @@ def read_appliance(path: Path) -> tuple[OvfMachine, ...]:
 def _unit_multiplier(units: str) -> int:
     """Bytes per unit for OVF's programmatic units such as ``byte * 2^30`` or ``MegaBytes``."""
     text = units.replace(" ", "").lower()
-    if text.startswith("byte*2^"):
-        return 2 ** int(text.split("^", 1)[1])
+    exponent = text.removeprefix("byte*2^")
+    if exponent != text and exponent.isdigit() and int(exponent) <= 60:
+        return 2 ** int(exponent)
     named = {"byte": 1, "bytes": 1, "kilobytes": 2**10, "megabytes": 2**20, "gigabytes": 2**30, "mb": 2**20, "gb": 2**30}
     return named.get(text, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +17,16 @@ _ENTRY_POINTS = ("run.sh", "main.py", "app.py", "run.py", "Makefile")
 def _slug(text: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "app"
     return slug[:62]
+
+
+def _yaml_scalar(text: str) -> str:
+    """``text`` as a YAML scalar, quoted when it holds characters YAML would read otherwise."""
+    return text if re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./ -]*", text) and not text.endswith(" ") else json.dumps(text)
+
+
+def _image_path(source: Path, target: Path) -> str:
+    """How the descriptor at ``target`` names ``source``: relative to the descriptor's folder."""
+    return os.path.relpath(source.resolve(), target.resolve().parent)
 
 
 def _guess_command(folder: Path) -> str:
@@ -31,7 +43,7 @@ def _guess_command(folder: Path) -> str:
 def scaffold_from_folder(folder: Path, target: Path) -> str:
     """Descriptor text for an app living in ``folder`` (not in a VM)."""
     command = _guess_command(folder)
-    image = "." if folder.resolve() == target.parent.resolve() else str(folder)
+    image = _yaml_scalar(_image_path(folder, target))
     return f"""\
 # d2c descriptor — see README.md "The descriptor" for every field.
 name: {_slug(folder.resolve().name)}
@@ -59,21 +71,22 @@ def scaffold_from_appliance(appliance: Path, target: Path) -> str:
     from d2c.ovf import read_appliance
 
     machines = read_appliance(appliance)
-    try:
-        image = str(appliance.resolve().relative_to(target.parent.resolve()))
-    except ValueError:
-        image = str(appliance.resolve())
+    image = _yaml_scalar(_image_path(appliance, target))
     lines = [
         "# d2c descriptor — see README.md \"The descriptor\" for every field.",
-        f"# Scaffolded from {appliance.name}: "
-        + "; ".join(f"{m.name} ({m.cpus} CPUs, {m.memory_mib} MiB, {len(m.disks)} disk(s), {m.os_type or 'unknown OS'})" for m in machines),
+        f"# Scaffolded from {appliance.name}, which holds {len(machines)} virtual machine(s).",
         f"name: {_slug(appliance.stem)}",
         "workdir: d2c-work",
         "roles:",
     ]
     for index, machine in enumerate(machines):
         role = "master" if index == 0 else ("worker" if len(machines) == 2 else f"worker{index}")
-        lines += [f"  - name: {role}", f"    image: {image}"]
+        disks = ", ".join(f"{d.file_name or d.disk_id} ({d.capacity_bytes / 2**30:.1f} GiB)" for d in machine.disks) or "no disk"
+        lines += [
+            f"  # VM {' '.join(machine.name.split())!r}: {' '.join(machine.os_type.split()) or 'unknown OS'}, {machine.cpus} CPUs, {machine.memory_mib} MiB memory, disks: {disks}",
+            f"  - name: {role}",
+            f"    image: {image}",
+        ]
         if index == 0:
             lines += ["    command: ./run.sh   # how the app starts inside the VM", "    count: 1"]
         else:
@@ -82,7 +95,8 @@ def scaffold_from_appliance(appliance: Path, target: Path) -> str:
         "inputs: []",
         "outputs:",
         "  - {remote: out, local: results}",
-        "# Where the VMs answer SSH for profiling (forward a port in VirtualBox):",
+        "# Where the VMs answer SSH for profiling (forward a port in VirtualBox), e.g.",
+        "# desktop: {host: 'ssh://ubuntu@127.0.0.1:2222', key: ~/.ssh/id_ed25519}",
         "desktop: local",
         "",
     ]
@@ -100,6 +114,8 @@ def init_command(source: Path | None, output: Path, force: bool) -> None:
     from d2c.files import atomic_write_text
 
     source = source or Path.cwd()
+    if output.is_dir():
+        output = output / "d2c.yaml"
     if output.exists() and not force:
         raise UsageError(f"{output}: already exists; pass --force to overwrite it")
     if not source.exists():
@@ -111,7 +127,7 @@ def init_command(source: Path | None, output: Path, force: bool) -> None:
     else:
         raise UsageError(f"{source}: not an app folder or a VirtualBox appliance (.ova/.ovf)")
     atomic_write_text(output, text)
-    click.echo(f"wrote {output}; edit the commands, then run 'd2c profile'")
+    click.echo(f"wrote {output}; edit the commands, check it with 'd2c check', then run 'd2c profile'")
 
 
 COMMANDS: list[click.Command] = [init_command]
