@@ -1,7 +1,129 @@
-"""Commands of this group; see DESIGN.md "Command line"."""
+"""``d2c image``: check a VM image for EC2, prepare a fixed copy, import it as an AMI.
+
+``check --json`` prints (version 1)::
+
+    {"version": 1, "image": "VM.ova", "ok": false, "arch": "x86_64", "boot_mode": "legacy-bios",
+     "items": [{"name": "fstab", "status": "fix", "reason": "…"}, …]}
+
+Exit codes: 0 when nothing fails, 2 when any check fails (nothing is uploaded) or the file is
+not a usable image.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from d2c.cli.output import console, note, print_json, progress
+
+_STYLES = {"pass": "green", "fix": "yellow", "fail": "bold red", "info": "cyan"}
+
+
+def _progress_callback(bar):
+    tasks: dict[str, int] = {}
+
+    def on_progress(stage: str, done: float, total: float) -> None:
+        key = stage.split(":", 1)[0]
+        if key not in tasks:
+            tasks[key] = bar.add_task(key, total=total, status="")
+        bar.update(tasks[key], completed=done, total=total, description=stage)
+
+    return on_progress
+
+
+def _read_key(path: Path | None) -> str | None:
+    from d2c.errors import UsageError
+
+    if path is None:
+        return None
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"--public-key {path}: cannot read it ({exc.strerror})") from None
+    if not text.startswith(("ssh-", "ecdsa-")) or len(text.split()) < 2:
+        raise UsageError(f"--public-key {path}: not an OpenSSH public key (expected 'ssh-ed25519 AAAA…')")
+    return text
+
+
+@click.group("image")
+def image() -> None:
+    """Check VM images for EC2, prepare fixed copies, import them as AMIs."""
+
+
+@image.command("check")
+@click.argument("vm", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON (documented in this module) instead of a table.")
+def check_cmd(vm: Path, as_json: bool) -> None:
+    """Check VM (.ova, .ovf, .vbox or a disk) for what EC2 needs; exit 2 when anything fails."""
+    from rich.table import Table
+
+    from d2c.errors import UsageError
+    from executor.image.prepare import check_image
+
+    with progress(transient=True) as bar:
+        report = check_image(vm, progress=_progress_callback(bar))
+    if as_json:
+        print_json({
+            "version": 1, "image": str(vm), "ok": report.ok, "arch": report.arch, "boot_mode": report.boot_mode,
+            "items": [{"name": i.name, "status": i.status, "reason": i.reason} for i in report.items],
+        })
+    else:
+        table = Table(title=f"{vm}: EC2 readiness")
+        for column in ("check", "status", "reason"):
+            table.add_column(column)
+        for item in report.items:
+            table.add_row(item.name, f"[{_STYLES[item.status]}]{item.status}[/]", item.reason)
+        console().print(table)
+    if not report.ok:
+        names = ", ".join(i.name for i in report.failures)
+        raise UsageError(f"{vm}: {len(report.failures)} check(s) fail ({names}); fix them in the VM and export again")
+    fixes = sum(1 for i in report.items if i.status == "fix")
+    if fixes and not as_json:
+        note(f"{fixes} item(s) marked fix are changed on a copy by 'd2c image prepare' or 'd2c image import'")
+
+
+@image.command("prepare")
+@click.argument("vm", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the prepared raw disk and manifest.json.")
+@click.option("--public-key", type=click.Path(path_type=Path, dir_okay=False), help="OpenSSH public key to authorize for the login user.")
+def prepare_cmd(vm: Path, out_dir: Path, public_key: Path | None) -> None:
+    """Make a raw copy of VM with the minimal edits EC2 needs, each recorded in DIR/manifest.json."""
+    from rich.table import Table
+
+    from executor.image.prepare import prepare_image
+
+    key = _read_key(public_key)
+    with progress(transient=True) as bar:
+        prepared = prepare_image(vm, out_dir, public_key=key, progress=_progress_callback(bar))
+    table = Table(title=f"{vm}: edits made to the copy")
+    for column in ("file", "change", "why"):
+        table.add_column(column)
+    for edit in prepared.edits:
+        change = "created" if edit.before is None else "removed" if edit.after is None else "changed"
+        table.add_row(edit.path, change, edit.reason)
+    console().print(table)
+    note(f"prepared disk: {prepared.raw}")
+    note(f"manifest: {prepared.manifest}")
+
+
+@image.command("import")
+@click.argument("vm", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["snapshot", "vmimport"]), default="snapshot", show_default=True, help="snapshot: EBS direct API, no bucket or role; vmimport: S3 + VM Import.")
+@click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
+@click.option("--public-key", type=click.Path(path_type=Path, dir_okay=False), help="OpenSSH public key to authorize for the login user.")
+def import_cmd(vm: Path, method: str, region: str | None, public_key: Path | None) -> None:
+    """Import VM as an AMI (reused when an AMI with the same content digest exists); prints the AMI id."""
+    import os
+
+    from d2c.aws import DEFAULT_REGION
+    from executor.image.importer import ensure_ami
+
+    key = _read_key(public_key)
+    chosen = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    with progress(transient=True) as bar:
+        ami = ensure_ami(vm, region=chosen, method=method, public_key=key, progress=_progress_callback(bar))
+    click.echo(ami)
+
+
+COMMANDS: list[click.Command] = [image]

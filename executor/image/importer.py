@@ -1,0 +1,102 @@
+"""One call from a VM image to an AMI id: reuse by digest, or check, prepare, convert and import.
+
+``ensure_ami`` is what ``d2c run`` calls for every role whose image has no AMI yet and what
+``d2c image import`` runs. The work folder (the raw copy, the VMDK) lives under the state folder
+and is removed afterwards; the manifest of edits is kept beside it as
+``images/<digest>.manifest.json`` so a user can see what was changed in every imported image.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from d2c.aws import aws_errors, client
+from d2c.errors import UsageError
+from d2c.files import atomic_write_json
+from d2c.state import state_dir
+from executor.image.convert import ProgressFn, convert
+from executor.image.digest import image_digest
+from executor.image.prepare import manifest_dict, prepare_raw
+from executor.image.snapshot_import import delete_snapshot, register_snapshot, upload_snapshot
+from executor.image.source import DiskRef, open_source
+from executor.image.vmimport import import_vmdk
+
+METHODS = ("snapshot", "vmimport")
+DIGEST_TAG = "d2c:digest"
+
+
+def find_ami(ec2, digest: str) -> str | None:
+    """The id of an AMI of this account tagged with ``digest`` (available or pending), if any."""
+    images = ec2.describe_images(
+        Owners=["self"],
+        Filters=[{"Name": f"tag:{DIGEST_TAG}", "Values": [digest]}, {"Name": "state", "Values": ["available", "pending"]}],
+    )["Images"]
+    return sorted(images, key=lambda i: i.get("CreationDate", ""))[-1]["ImageId"] if images else None
+
+
+def _ami_name(name: str, digest: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9()\[\]./_-]+", "-", name).strip("-")[:80] or "vm"
+    return f"d2c-{slug}-{digest[:12]}"
+
+
+def ensure_ami(
+    image: Path,
+    *,
+    region: str,
+    method: str = "snapshot",
+    public_key: str | None = None,
+    run_id: str | None = None,
+    progress: ProgressFn | None = None,
+) -> str:
+    """Return an AMI for ``image`` in ``region``, importing it only when no AMI has its content digest.
+
+    Checks the image first (UsageError on a failing check; nothing is uploaded), prepares a raw
+    copy (the original is never written), imports it by ``method`` (``snapshot`` or
+    ``vmimport``) and tags the AMI ``d2c:digest``. ``public_key`` is baked into the login user's
+    authorized_keys and is part of the digest.
+    """
+    if method not in METHODS:
+        raise UsageError(f"--method {method}: unknown import method; use one of {', '.join(METHODS)}")
+    source = open_source(Path(image))
+    digest = image_digest(source.files, public_key)
+    with aws_errors(f"looking up an AMI for {source.path}"):
+        ec2 = client("ec2", region)
+        existing = find_ami(ec2, digest)
+    if existing:
+        return existing
+    images_dir = state_dir() / "images"
+    work = images_dir / f"{digest[:16]}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tags = {DIGEST_TAG: digest, "d2c:image": source.path.name, "d2c:kind": "image", "Name": f"d2c {source.name}"}
+    if run_id:
+        tags["d2c:run"] = run_id
+    name = _ami_name(source.name, digest)
+    try:
+        raw = convert(source.disk, work / "disk.raw", fmt="raw", image=source.path, progress=progress)
+        report, edits = prepare_raw(raw, source, public_key=public_key)
+        atomic_write_json(images_dir / f"{digest[:16]}.manifest.json", manifest_dict(source.path, edits))
+        if method == "snapshot":
+            with aws_errors(f"importing {source.path} as an EBS snapshot"):
+                upload = upload_snapshot(raw, ebs=client("ebs", region), ec2=ec2, tags=tags, description=name, progress=progress)
+                try:
+                    return register_snapshot(
+                        ec2, snapshot_id=upload.snapshot_id, name=name, volume_gib=upload.volume_gib,
+                        arch=report.arch, boot_mode=report.boot_mode, tags=tags,
+                    )
+                except BaseException:
+                    delete_snapshot(ec2, upload.snapshot_id)
+                    raise
+        vmdk = convert(DiskRef(raw, "raw"), work / "disk.vmdk", fmt="vmdk", image=source.path, progress=progress)
+        raw.unlink()
+        with aws_errors(f"importing {source.path} with VM Import"):
+            account = client("sts", region).get_caller_identity()["Account"]
+            return import_vmdk(
+                vmdk, ec2=ec2, s3=client("s3", region), iam=client("iam", region),
+                bucket=f"d2c-images-{account}-{region}", key=f"{name}.vmdk", region=region,
+                boot_mode=report.boot_mode, description=name, tags=tags, progress=progress,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

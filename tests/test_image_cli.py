@@ -1,0 +1,86 @@
+"""``d2c image check | prepare | import`` as a user runs them: exit codes, one-line errors, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.image_builder import Guest
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd2Y3J1bnRlc3RrZXkwMTIzNDU2Nzg5YWJjZGVm d2c-run-test"
+
+
+def _d2c(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "d2c", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def _one_error_line(result, phrase):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], result.stderr
+
+
+def test_check_prints_the_checklist_and_exits_0_when_only_fixes_are_needed(ubuntu_ova):
+    result = _d2c("image", "check", ubuntu_ova)
+    assert result.returncode == 0, result.stderr
+    assert "EC2 readiness" in result.stdout and "fstab" in result.stdout and "fix" in result.stdout
+    assert "4 item(s) marked fix" in result.stderr
+
+
+def test_check_json_is_stable(ubuntu_gpt_ova):
+    result = _d2c("image", "check", ubuntu_gpt_ova, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["version"], data["ok"], data["arch"], data["boot_mode"]) == (1, True, "x86_64", "uefi")
+    assert {"name": "MAC-pinned rules", "status": "fix"}.items() <= next(i for i in data["items"] if i["name"] == "MAC-pinned rules").items()
+
+
+def test_check_exits_2_naming_the_failing_checks(vm_image):
+    ova = vm_image("i386", guest=Guest(bits=32), os_type="Ubuntu")
+    result = _d2c("image", "check", ova)
+    _one_error_line(result, f"{ova}: 1 check(s) fail (64-bit)")
+    assert "32-bit program" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "import"])
+def test_not_a_disk_image_is_one_line_and_exit_2(tmp_path, command):
+    notes = tmp_path / "notes.vdi"
+    notes.write_text("hello\n" * 200)
+    _one_error_line(_d2c("image", command, notes), f"{notes}: not a disk image")
+
+
+def test_prepare_writes_the_disk_and_manifest(ubuntu_ova, tmp_path):
+    key = tmp_path / "id.pub"
+    key.write_text(KEY + "\n")
+    out = tmp_path / "out"
+    result = _d2c("image", "prepare", ubuntu_ova, "-o", out, "--public-key", key)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "/home/alice/.ssh/authorized_keys" in [e["file"] for e in manifest["edits"]]
+    assert (out / "labvm.raw").is_file() and "manifest:" in result.stderr
+
+
+def test_prepare_refuses_a_file_that_is_not_a_public_key(ubuntu_ova, tmp_path):
+    key = tmp_path / "id"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    result = _d2c("image", "prepare", ubuntu_ova, "-o", tmp_path / "out", "--public-key", key)
+    _one_error_line(result, "not an OpenSSH public key")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+def test_import_prints_the_ami_and_reuses_it(ubuntu_ova, aws):
+    first = _d2c("image", "import", ubuntu_ova, "--region", "us-east-1")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().startswith("ami-")
+    second = _d2c("image", "import", ubuntu_ova)
+    assert second.returncode == 0 and second.stdout == first.stdout
+
+
+def test_import_with_an_unknown_method_is_a_usage_error(ubuntu_ova):
+    result = _d2c("image", "import", ubuntu_ova, "--method", "ftp")
+    _one_error_line(result, "--method")

@@ -1,0 +1,122 @@
+"""The snapshot route end to end against moto's threaded server (real HTTP; moto implements the EBS direct API).
+
+moto's register_image keeps only the name, so the parameters EC2 needs (hvm, ENA, boot mode, root
+device) are checked on the request as boto3 sends it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from d2c.aws import client as aws_client
+from d2c.errors import UsageError, WorkError
+from d2c.state import state_dir
+from executor.image import importer
+from executor.image.snapshot_import import BLOCK_SIZE, upload_snapshot
+from tests.image_builder import Guest
+
+pytestmark = pytest.mark.integration
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd2Y3J1bnRlc3RrZXkwMTIzNDU2Nzg5YWJjZGVm d2c-run-test"
+
+
+@pytest.fixture
+def calls(monkeypatch, aws):
+    """Record the parameters of every AWS call ensure_ami makes, by operation name."""
+    seen: dict[str, list[dict]] = {}
+    real_client = importer.client
+
+    def recording_client(service, region=None, **config):
+        made = real_client(service, region, **config)
+
+        def record(params, model, **_):
+            seen.setdefault(model.name, []).append(dict(params))
+
+        made.meta.events.register(f"provide-client-params.{service}.*", record)
+        return made
+
+    monkeypatch.setattr(importer, "client", recording_client)
+    return seen
+
+
+def _blocks(raw):
+    data = raw.read_bytes()
+    return {i // BLOCK_SIZE: data[i : i + BLOCK_SIZE] for i in range(0, len(data), BLOCK_SIZE)}
+
+
+def test_every_block_reads_back_and_zero_blocks_are_not_sent(aws, tmp_path):
+    raw = tmp_path / "disk.raw"
+    rng = random.Random(7)
+    with open(raw, "wb") as handle:
+        handle.truncate(8 * BLOCK_SIZE)
+        handle.write(rng.randbytes(BLOCK_SIZE))
+        handle.write(bytes(BLOCK_SIZE))
+        handle.seek(5 * BLOCK_SIZE + 4096)
+        handle.write(rng.randbytes(100))
+        handle.seek(7 * BLOCK_SIZE)
+        handle.write(rng.randbytes(BLOCK_SIZE))
+    ebs, ec2 = aws_client("ebs"), aws_client("ec2")
+    upload = upload_snapshot(raw, ebs=ebs, ec2=ec2, tags={"d2c:digest": "d1"}, description="test", workers=4)
+    listed = ebs.list_snapshot_blocks(SnapshotId=upload.snapshot_id)["Blocks"]
+    assert sorted(int(b["BlockIndex"]) for b in listed) == [0, 5, 7]
+    assert (upload.blocks_sent, upload.blocks_zero_skipped, upload.bytes_sent) == (3, 1, 3 * BLOCK_SIZE)
+    source = _blocks(raw)
+    for block in listed:
+        got = ebs.get_snapshot_block(SnapshotId=upload.snapshot_id, BlockIndex=int(block["BlockIndex"]), BlockToken=block["BlockToken"])
+        assert got["BlockData"].read() == source[int(block["BlockIndex"])]
+        assert got["DataLength"] == BLOCK_SIZE
+    snapshot = ec2.describe_snapshots(SnapshotIds=[upload.snapshot_id])["Snapshots"][0]
+    assert {"Key": "d2c:digest", "Value": "d1"} in snapshot["Tags"]
+
+
+def test_ensure_ami_imports_once_and_reuses_by_digest(ubuntu_gpt_ova, calls):
+    ami = importer.ensure_ami(ubuntu_gpt_ova, region="us-east-1", public_key=KEY, run_id="run-7")
+    ec2 = aws_client("ec2")
+    image = ec2.describe_images(ImageIds=[ami])["Images"][0]
+    tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+    assert tags["d2c:run"] == "run-7" and tags["d2c:image"] == "labvm.ova" and len(tags["d2c:digest"]) == 64
+    register = calls["RegisterImage"][0]
+    assert (register["VirtualizationType"], register["EnaSupport"], register["BootMode"], register["RootDeviceName"]) == ("hvm", True, "uefi", "/dev/xvda")
+    assert register["Architecture"] == "x86_64"
+    snapshot_id = register["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snapshot = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    assert {"Key": "d2c:digest", "Value": tags["d2c:digest"]} in snapshot["Tags"]
+    sent = len(calls["PutSnapshotBlock"])
+    assert 0 < sent < 352 * 2**20 // BLOCK_SIZE // 4
+    assert sorted(p.name for p in (state_dir() / "images").iterdir()) == [f"{tags['d2c:digest'][:16]}.manifest.json"]
+
+    again = importer.ensure_ami(ubuntu_gpt_ova, region="us-east-1", public_key=KEY, run_id="run-8")
+    assert again == ami
+    assert len(calls["PutSnapshotBlock"]) == sent and len(calls["StartSnapshot"]) == 1
+
+
+def test_a_failed_upload_deletes_the_snapshot(ubuntu_ova, calls, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    real_client = importer.client
+
+    def flaky_client(service, region=None, **config):
+        made = real_client(service, region, **config)
+        if service == "ebs":
+            def fail(**_):
+                if len(calls.get("PutSnapshotBlock", [])) >= 3:
+                    raise EndpointConnectionError(endpoint_url="https://ebs.us-east-1.amazonaws.com")
+            made.meta.events.register("before-call.ebs.PutSnapshotBlock", fail)
+        return made
+
+    monkeypatch.setattr(importer, "client", flaky_client)
+    with pytest.raises(WorkError, match="cannot reach AWS"):
+        importer.ensure_ami(ubuntu_ova, region="us-east-1")
+    snapshot_id = calls["DeleteSnapshot"][0]["SnapshotId"]
+    ec2 = aws_client("ec2")
+    left = ec2.describe_snapshots(Filters=[{"Name": "tag-key", "Values": ["d2c:digest"]}])["Snapshots"]
+    assert snapshot_id not in [s["SnapshotId"] for s in left]
+    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag-key", "Values": ["d2c:digest"]}])["Images"] == []
+    assert not any(p.name.endswith(".work") for p in (state_dir() / "images").iterdir())
+
+
+def test_a_failing_image_uploads_nothing(vm_image, calls):
+    with pytest.raises(UsageError, match="not ready for EC2 — ENA driver"):
+        importer.ensure_ami(vm_image("no-ena", guest=Guest(ena=False)), region="us-east-1")
+    assert "StartSnapshot" not in calls and "CreateMultipartUpload" not in calls
