@@ -15,6 +15,13 @@ from d2c.errors import UsageError, WorkError
 DEFAULT_REGION = "us-east-1"
 
 
+def default_region() -> str:
+    """The region boto3 would use (env or ~/.aws/config), else us-east-1."""
+    import boto3
+
+    return boto3.session.Session().region_name or DEFAULT_REGION
+
+
 def client(service: str, region: str | None = None, *, attempts: int = 5, **config: Any):
     """A boto3 client for ``service`` in ``region`` with adaptive retries.
 
@@ -25,7 +32,8 @@ def client(service: str, region: str | None = None, *, attempts: int = 5, **conf
     from botocore.config import Config
 
     retry = Config(retries={"max_attempts": attempts, "mode": "adaptive"}, connect_timeout=10, read_timeout=60, **config)
-    return boto3.session.Session().client(service, region_name=region or DEFAULT_REGION, config=retry)
+    session = boto3.session.Session()
+    return session.client(service, region_name=region or session.region_name or DEFAULT_REGION, config=retry)
 
 
 def have_credentials() -> bool:
@@ -44,9 +52,10 @@ def aws_errors(action: str) -> Iterator[None]:
     """
     from botocore.exceptions import (
         ClientError,
+        ConnectionError as BotoConnectionError,
         EndpointConnectionError,
+        HTTPClientError,
         NoCredentialsError,
-        NoRegionError,
         PartialCredentialsError,
     )
 
@@ -56,10 +65,10 @@ def aws_errors(action: str) -> Iterator[None]:
         raise UsageError(
             f"{action}: no AWS credentials found; run 'aws configure' or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         ) from None
-    except NoRegionError:
-        raise UsageError(f"{action}: no AWS region; pass --region or set AWS_DEFAULT_REGION") from None
     except EndpointConnectionError as exc:
         raise WorkError(f"{action}: cannot reach AWS ({exc.kwargs.get('endpoint_url', 'endpoint')}); check the network") from None
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise WorkError(f"{action}: the connection to AWS failed ({type(exc).__name__}); check the network and try again") from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise WorkError(f"{action}: AWS said {error.get('Code', 'error')}: {error.get('Message', str(exc))}") from None

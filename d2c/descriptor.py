@@ -42,7 +42,7 @@ DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
 _TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file")
-_ROLE_KEYS = ("name", "image", "command", "count", "min", "max", "user", "master")
+_ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
 _DESKTOP_KEYS = ("host", "key")
@@ -62,6 +62,8 @@ class Role:
     max_count: int
     user: str
     master: bool
+    vm: str | None = None
+    """The VM of a multi-VM appliance (.ova/.ovf) this role boots, by its name there."""
 
     @property
     def image_is_folder(self) -> bool:
@@ -214,6 +216,8 @@ def _strict_loader():
         def construct_mapping(self, node, deep=False):
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, (str, int, float, bool)):
                     continue
@@ -242,6 +246,8 @@ def load_descriptor(path: Path | str | None = None) -> Descriptor:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a text file; a descriptor is YAML") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a descriptor; fix the YAML structure") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
@@ -329,9 +335,12 @@ def _roles(check: _Checker, value: Any, base: Path) -> tuple[Role, ...]:
     if master.command is None:
         index = next(i for i, r in enumerate(roles) if r.master)
         raise check.fail(f"roles[{index}].command", f"role {master.name!r} runs the app but has no command; add 'command: <how you start the app>'")
-    if master.count not in (None, 1) and len(roles) > 1:
-        index = next(i for i, r in enumerate(roles) if r.master)
-        raise check.fail(f"roles[{index}].count", f"the master role {master.name!r} must have count 1 when other roles exist, got {master.count}")
+    index = next(i for i, r in enumerate(roles) if r.master)
+    if master.count != 1 and len(roles) > 1:
+        shown = "auto" if master.count is None else master.count
+        raise check.fail(f"roles[{index}].count", f"the master role {master.name!r} must have count 1 when other roles exist, got {shown}")
+    if master.count == 0 or master.max_count == 0 or (master.count is None and master.min_count == 0 and len(roles) == 1):
+        raise check.fail(f"roles[{index}].count", f"the master role {master.name!r} runs the app, so it needs at least one instance; set count: 1")
     return tuple(roles)
 
 
@@ -361,6 +370,9 @@ def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Pa
         if not min_count <= count <= max_count:
             raise check.fail(f"{where}.count", f"{count} is outside min {min_count} .. max {max_count}; change count or the limits")
     user = check.string(spec.get("user", DEFAULT_USER), f"{where}.user")
+    vm = check.string(spec["vm"], f"{where}.vm") if spec.get("vm") is not None else None
+    if vm is not None and image.suffix.lower() not in (".ova", ".ovf"):
+        raise check.fail(f"{where}.vm", f"names a VM of an appliance, but the image {image.name} is not an .ova or .ovf; remove 'vm'")
     master = spec.get("master", False)
     if not isinstance(master, bool):
         raise check.fail(f"{where}.master", f"must be true or false, got {_kind(master)}")
@@ -373,6 +385,7 @@ def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Pa
         max_count=max_count,
         user=user,
         master=master,
+        vm=vm,
     )
 
 
@@ -443,9 +456,13 @@ def _desktop(check: _Checker, value: Any, base: Path) -> Desktop:
     if url.scheme != "ssh" or not url.hostname:
         raise check.fail("desktop.host", f"{host!r} must be 'local' or 'ssh://user@host:port'")
     try:
-        port = url.port or 22
+        port = url.port
     except ValueError:
-        raise check.fail("desktop.host", f"{host!r} has a bad port; use ssh://user@host:2222") from None
+        port = 0
+    if port is None:
+        port = 22
+    if not 1 <= port <= 65535:
+        raise check.fail("desktop.host", f"{host!r} has a bad port; use a port from 1 to 65535, e.g. ssh://user@host:2222")
     key = None
     if spec.get("key") is not None:
         key = (base / Path(check.string(spec["key"], "desktop.key")).expanduser()).resolve()

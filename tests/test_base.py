@@ -36,6 +36,15 @@ def test_atomic_write_replaces_whole_file_and_keeps_mode(tmp_path):
     assert (tmp_path / "p.json").read_text() == '{\n  "a": 1\n}\n'
 
 
+def test_atomic_write_keeps_an_existing_files_mode(tmp_path):
+    target = tmp_path / "plans.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
 def test_atomic_write_failure_leaves_old_content_and_no_temp_file(tmp_path):
     target = tmp_path / "profile.json"
     target.write_text("old")

@@ -155,11 +155,12 @@ def test_mpi_pi_runs_as_its_descriptor_profiles_it(mpi_pi: Path):
     assert [(r.name, r.count, r.command is None) for r in descriptor.roles] == [("master", 1, False), ("worker", None, True)]
     assert "--hostfile $D2C_MPI_HOSTFILE -np $D2C_WORKER_COUNT" in descriptor.master.command
 
-    result = _run(descriptor.profile.render(descriptor.profile.scales[0], 1), mpi_pi, MPI_ENV)
+    assert min(descriptor.profile.workers) >= 2, "with one rank computing at 1 and 2 ranks, profiling sees no speed-up"
+    result = _run(descriptor.profile.render(descriptor.profile.scales[0], 3), mpi_pi, MPI_ENV)
 
     assert result.returncode == 0, result.stderr
     written = json.loads((mpi_pi / "out" / "pi.json").read_text())
-    assert written["ranks"] == 1 and written["chunks_per_rank"] == [written["chunks"]]
+    assert written["ranks"] == 3 and written["chunks_per_rank"][0] == 0 and sum(written["chunks_per_rank"]) == written["chunks"]
     assert abs(written["pi"] - math.pi) < 1e-12
 
 

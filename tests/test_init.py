@@ -167,6 +167,29 @@ def test_init_from_app_folder_writes_a_descriptor_check_accepts(tmp_path: Path):
     assert "valid" in check.stdout
 
 
+@pytest.mark.parametrize("folder_name", ["2024", "yes", "null", "0x1F"])
+def test_init_quotes_names_yaml_would_read_as_something_else(tmp_path: Path, folder_name: str):
+    app = tmp_path / folder_name
+    app.mkdir()
+    (app / "run.sh").write_text("#!/bin/sh\n")
+
+    assert _d2c(app, "init").returncode == 0
+    check = _d2c(app, "check")
+
+    assert check.returncode == 0, check.stderr
+    assert load_descriptor(app).name == folder_name
+
+
+def test_init_keeps_the_mode_a_plain_write_would_give(tmp_path: Path):
+    (tmp_path / "main.py").write_text("")
+    os.umask(old := os.umask(0o022))
+    try:
+        assert _d2c(tmp_path, "init").returncode == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "d2c.yaml").stat().st_mode & 0o777 == 0o666 & ~old
+
+
 def test_init_names_the_app_folder_relative_to_the_descriptor(tmp_path: Path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "run.sh").write_text("#!/bin/sh\n")
@@ -207,8 +230,8 @@ def test_init_from_virtualbox_ova_lists_machines_and_roles(tmp_path: Path, appli
     descriptor = load_descriptor(tmp_path / "d2c.yaml")
     assert descriptor.name == "cluster"
     master, worker = descriptor.roles
-    assert (master.name, master.count, master.image) == ("master", 1, appliance)
-    assert (worker.name, worker.count, worker.command, worker.image) == ("worker", None, None, appliance)
+    assert (master.name, master.count, master.image, master.vm) == ("master", 1, appliance, "hpc-master")
+    assert (worker.name, worker.count, worker.command, worker.image, worker.vm) == ("worker", None, None, appliance, "hpc-worker")
     assert _d2c(tmp_path, "check").returncode == 0
 
 

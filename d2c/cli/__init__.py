@@ -13,7 +13,7 @@ import click
 
 from d2c import __version__
 from d2c.cli import catalog_cmds, check_cmd, image_cmds, init_cmd, predict_cmd, profile_cmds, recommend_cmd, run_cmds
-from d2c.errors import EXIT_FAILURE, EXIT_USAGE, D2CError
+from d2c.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, D2CError
 
 _MODULES = (init_cmd, check_cmd, profile_cmds, predict_cmd, catalog_cmds, recommend_cmd, run_cmds, image_cmds)
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command line, turning every known error into one line and an exit code."""
     try:
         cli.main(args=argv, prog_name="d2c", standalone_mode=False)
+        sys.stdout.flush()
     except D2CError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
@@ -60,9 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not a failure of d2c. Point stdout at devnull so
+        # the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_OK)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("D2C_DEBUG"):
             raise
         click.echo(f"error: internal error: {type(exc).__name__}: {exc} (set D2C_DEBUG=1 for a traceback)", err=True)
         sys.exit(EXIT_FAILURE)
-    sys.exit(0)
+    sys.exit(EXIT_OK)

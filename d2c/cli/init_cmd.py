@@ -20,8 +20,12 @@ def _slug(text: str) -> str:
 
 
 def _yaml_scalar(text: str) -> str:
-    """``text`` as a YAML scalar, quoted when it holds characters YAML would read otherwise."""
-    return text if re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./ -]*", text) and not text.endswith(" ") else json.dumps(text)
+    """``text`` as a YAML string scalar: plain when YAML reads it back as the same string,
+    quoted otherwise (``2024``, ``yes``, ``null``, ``0x1F`` and odd characters)."""
+    import yaml
+
+    plain = re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./ -]*", text) and not text.endswith(" ")
+    return text if plain and yaml.safe_load(text) == text else json.dumps(text)
 
 
 def _image_path(source: Path, target: Path) -> str:
@@ -46,7 +50,7 @@ def scaffold_from_folder(folder: Path, target: Path) -> str:
     image = _yaml_scalar(_image_path(folder, target))
     return f"""\
 # d2c descriptor — see README.md "The descriptor" for every field.
-name: {_slug(folder.resolve().name)}
+name: {_yaml_scalar(_slug(folder.resolve().name))}
 workdir: d2c-work
 roles:
   - name: master
@@ -75,7 +79,7 @@ def scaffold_from_appliance(appliance: Path, target: Path) -> str:
     lines = [
         "# d2c descriptor — see README.md \"The descriptor\" for every field.",
         f"# Scaffolded from {appliance.name}, which holds {len(machines)} virtual machine(s).",
-        f"name: {_slug(appliance.stem)}",
+        f"name: {_yaml_scalar(_slug(appliance.stem))}",
         "workdir: d2c-work",
         "roles:",
     ]
@@ -87,6 +91,8 @@ def scaffold_from_appliance(appliance: Path, target: Path) -> str:
             f"  - name: {role}",
             f"    image: {image}",
         ]
+        if len(machines) > 1:
+            lines.append(f"    vm: {_yaml_scalar(machine.name)}")
         if index == 0:
             lines += ["    command: ./run.sh   # how the app starts inside the VM", "    count: 1"]
         else:
