@@ -39,6 +39,8 @@ class Guest:
     grub: bool = True
     serial_console: bool = False
     payload_mib: int = 0
+    extra_files: tuple[tuple[str, str], ...] = ()
+    """``(path under the root, text)`` of further files to plant, e.g. one with a hostile name."""
 
 
 def _elf(bits: int) -> bytes:
@@ -128,6 +130,8 @@ def build_tree(root: Path, guest: Guest, *, root_device: str = "/dev/sda1") -> P
     if guest.ena:
         _put(root, f"usr/lib/modules/{KERNEL}/kernel/drivers/net/ethernet/amazon/ena/ena.ko", _elf(guest.bits))
     _put(root, f"usr/lib/modules/{KERNEL}/modules.builtin", "kernel/drivers/ata/libata.ko\n")
+    for rel, text in guest.extra_files:
+        _put(root, rel, text)
     return root
 
 
@@ -170,20 +174,39 @@ def to_vdi(raw: Path, vdi: Path) -> Path:
 
 def ovf_text(disk_name: str, capacity: int, *, name: str = "labvm", os_type: str = "Ubuntu_64") -> str:
     """An OVF 1.0 descriptor shaped like VirtualBox's export of a one-disk VM."""
+    return ovf_multi_text([(name, disk_name, capacity)], os_type=os_type)
+
+
+def ovf_multi_text(vms: list[tuple[str, str, int]], *, os_type: str = "Ubuntu_64") -> str:
+    """An OVF 1.0 descriptor of one VM per ``(name, disk file, capacity)``, as VirtualBox exports several VMs.
+
+    With more than one VM the systems sit in a ``VirtualSystemCollection``, each with its own disk.
+    """
+    references = "".join(f'    <File ovf:id="file{i}" ovf:href="{disk}"/>\n' for i, (_, disk, _) in enumerate(vms, 1))
+    disks = "".join(
+        f'    <Disk ovf:capacity="{capacity}" ovf:diskId="vmdisk{i}" ovf:fileRef="file{i}" ovf:format="http://www.virtualbox.org/vdi" vbox:uuid="9b4c1c3e-0d7a-4f7e-8d1c-3a0b2f6e1d1{i}"/>\n'
+        for i, (_, _, capacity) in enumerate(vms, 1)
+    )
+    systems = "".join(_virtual_system(name, f"vmdisk{i}", os_type) for i, (name, _, _) in enumerate(vms, 1))
+    if len(vms) > 1:
+        systems = f'  <VirtualSystemCollection ovf:id="appliance">\n    <Info>A collection of virtual machines</Info>\n{systems}  </VirtualSystemCollection>\n'
     return f"""<?xml version="1.0"?>
 <Envelope ovf:version="1.0" xml:lang="en-US" xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:vbox="http://www.virtualbox.org/ovf/machine">
   <References>
-    <File ovf:id="file1" ovf:href="{disk_name}"/>
-  </References>
+{references}  </References>
   <DiskSection>
     <Info>List of the virtual disks used in the package</Info>
-    <Disk ovf:capacity="{capacity}" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.virtualbox.org/vdi" vbox:uuid="9b4c1c3e-0d7a-4f7e-8d1c-3a0b2f6e1d11"/>
-  </DiskSection>
+{disks}  </DiskSection>
   <NetworkSection>
     <Info>Logical networks used in the package</Info>
     <Network ovf:name="NAT"><Description>Logical network used by this appliance.</Description></Network>
   </NetworkSection>
-  <VirtualSystem ovf:id="{name}">
+{systems}</Envelope>
+"""
+
+
+def _virtual_system(name: str, disk_id: str, os_type: str) -> str:
+    return f"""  <VirtualSystem ovf:id="{name}">
     <Info>A virtual machine</Info>
     <OperatingSystemSection ovf:id="94">
       <Info>The kind of installed guest operating system</Info>
@@ -196,21 +219,30 @@ def ovf_text(disk_name: str, capacity: int, *, name: str = "labvm", os_type: str
       <Item><rasd:Caption>2 virtual CPU</rasd:Caption><rasd:Description>Number of virtual CPUs</rasd:Description><rasd:ElementName>2 virtual CPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
       <Item><rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:Caption>2048 MB of memory</rasd:Caption><rasd:Description>Memory Size</rasd:Description><rasd:ElementName>2048 MB of memory</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>2048</rasd:VirtualQuantity></Item>
       <Item><rasd:Address>0</rasd:Address><rasd:Caption>sataController0</rasd:Caption><rasd:Description>SATA Controller</rasd:Description><rasd:ElementName>sataController0</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>AHCI</rasd:ResourceSubType><rasd:ResourceType>20</rasd:ResourceType></Item>
-      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:Caption>disk1</rasd:Caption><rasd:Description>Disk Image</rasd:Description><rasd:ElementName>disk1</rasd:ElementName><rasd:HostResource>/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:Caption>disk1</rasd:Caption><rasd:Description>Disk Image</rasd:Description><rasd:ElementName>disk1</rasd:ElementName><rasd:HostResource>/disk/{disk_id}</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
     </VirtualHardwareSection>
   </VirtualSystem>
-</Envelope>
 """
+
+
+def _capacity(disk: Path) -> int:
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(disk)], capture_output=True, text=True, check=True).stdout
+    return int(info.split('"virtual-size":')[1].split(",")[0])
 
 
 def make_ova(disk: Path, ova: Path, *, name: str = "labvm", os_type: str = "Ubuntu_64") -> Path:
     """Wrap ``disk`` and an OVF descriptor into ``ova`` (a plain tar with the .ovf first, as VirtualBox writes it)."""
-    capacity = int(subprocess.run(["qemu-img", "info", "--output=json", str(disk)], capture_output=True, text=True, check=True).stdout.split('"virtual-size":')[1].split(",")[0])
+    return make_multi_ova([(name, disk)], ova, os_type=os_type, ovf_name=f"{name}.ovf")
+
+
+def make_multi_ova(vms: list[tuple[str, Path]], ova: Path, *, os_type: str = "Ubuntu_64", ovf_name: str | None = None) -> Path:
+    """Wrap one disk per ``(VM name, disk)`` and a descriptor naming them all into ``ova``."""
     ovf = ova.with_suffix(".ovf.tmp")
-    ovf.write_text(ovf_text(disk.name, capacity, name=name, os_type=os_type))
+    ovf.write_text(ovf_multi_text([(name, disk.name, _capacity(disk)) for name, disk in vms], os_type=os_type))
     with tarfile.open(ova, "w", format=tarfile.USTAR_FORMAT) as archive:
-        archive.add(ovf, arcname=f"{name}.ovf")
-        archive.add(disk, arcname=disk.name)
+        archive.add(ovf, arcname=ovf_name or f"{ova.stem}.ovf")
+        for _, disk in vms:
+            archive.add(disk, arcname=disk.name)
     ovf.unlink()
     return ova
 
@@ -225,4 +257,31 @@ def build_ova(workdir: Path, guest: Guest = Guest(), *, table: str = "dos", name
     raw.unlink()
     ova = make_ova(vdi, workdir / f"{name}.ova", name=name, os_type=os_type)
     vdi.unlink()
+    return ova
+
+
+def build_disk(workdir: Path, guest: Guest = Guest(), *, file_name: str = "vm.raw", vdi: bool = False) -> Path:
+    """A bare disk (raw, or VDI with ``vdi``) named ``file_name`` in ``workdir``, as a user may keep one."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tree = build_tree(workdir / f"tree-{file_name}", guest)
+    if not vdi:
+        return build_raw(workdir / file_name, tree)
+    raw = build_raw(workdir / f"{file_name}.tmp.raw", tree)
+    disk = to_vdi(raw, workdir / file_name)
+    raw.unlink()
+    return disk
+
+
+def build_multi_ova(workdir: Path, guests: dict[str, Guest], *, name: str = "cluster") -> Path:
+    """An appliance of one VM per ``{VM name: guest}``, each on its own disk; returns the .ova path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    disks = []
+    for vm_name, guest in guests.items():
+        tree = build_tree(workdir / f"tree-{vm_name}", guest)
+        raw = build_raw(workdir / f"{vm_name}.raw", tree)
+        disks.append((vm_name, to_vdi(raw, workdir / f"{vm_name}-disk001.vdi")))
+        raw.unlink()
+    ova = make_multi_ova(disks, workdir / f"{name}.ova")
+    for _, disk in disks:
+        disk.unlink()
     return ova

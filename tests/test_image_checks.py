@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from executor.image.prepare import check_image
+from d2c.errors import UsageError
+from executor.image.disk import debugfs_quote
+from executor.image.prepare import check_image, prepare_image
 from tests.image_builder import Guest
 
 
@@ -73,3 +75,28 @@ def test_lvm_and_encrypted_roots_fail_with_the_reason(vm_image, container, phras
     report = check_image(vm_image(f"root-{container}", container=container))
     assert [i.name for i in report.failures] == ["root filesystem"]
     assert phrase in report.failures[0].reason
+
+
+PIN_RULE = 'SUBSYSTEM=="net", ATTR{address}=="08:00:27:00:00:01", NAME="eth1"\n'
+
+
+def test_a_guest_file_name_with_a_quote_is_refused_not_passed_to_debugfs(vm_image, tmp_path):
+    name = '71-pin" "sif etc uid 7.rules'
+    ova = vm_image("quote-name", guest=Guest(extra_files=((f"etc/udev/rules.d/{name}", PIN_RULE),)))
+    message = rf"guest file '/etc/udev/rules\.d/{name}': its name holds a quote or control character"
+    with pytest.raises(UsageError, match=message):
+        check_image(ova)
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=message):
+        prepare_image(ova, out)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ['/etc/a"b', "/etc/a\nrm /etc/passwd", "/etc/a\rb", "/etc/a\x1bb", "/etc/a\x7fb", "/etc/a\tb"])
+def test_debugfs_arguments_with_quotes_or_control_characters_are_refused(path):
+    with pytest.raises(UsageError, match="cannot pass to debugfs safely"):
+        debugfs_quote(path)
+
+
+def test_ordinary_guest_paths_are_quoted_whole():
+    assert debugfs_quote("/home/alice/My Files/naïve's.txt") == '"/home/alice/My Files/naïve\'s.txt"'

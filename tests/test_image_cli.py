@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,8 @@ from tests.image_builder import Guest
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd2Y3J1bnRlc3RrZXkwMTIzNDU2Nzg5YWJjZGVm d2c-run-test"
 
 
-def _d2c(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "d2c", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+def _d2c(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "d2c", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
 def _one_error_line(result, phrase):
@@ -61,7 +62,7 @@ def test_prepare_writes_the_disk_and_manifest(ubuntu_ova, tmp_path):
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert "/home/alice/.ssh/authorized_keys" in [e["file"] for e in manifest["edits"]]
-    assert (out / "labvm.raw").is_file() and "manifest:" in result.stderr
+    assert (out / "labvm.prepared.raw").is_file() and "manifest:" in result.stderr
 
 
 def test_prepare_refuses_a_file_that_is_not_a_public_key(ubuntu_ova, tmp_path):
@@ -70,6 +71,31 @@ def test_prepare_refuses_a_file_that_is_not_a_public_key(ubuntu_ova, tmp_path):
     result = _d2c("image", "prepare", ubuntu_ova, "-o", tmp_path / "out", "--public-key", key)
     _one_error_line(result, "not an OpenSSH public key")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", ["ssh-rsa garbage", "ssh-ed25519 AAAAC3NzaC1yc2E= not-the-type-it-says"])
+def test_prepare_refuses_a_malformed_public_key(ubuntu_ova, tmp_path, text):
+    key = tmp_path / "id.pub"
+    key.write_text(text + "\n")
+    result = _d2c("image", "prepare", ubuntu_ova, "-o", tmp_path / "out", "--public-key", key)
+    _one_error_line(result, f"--public-key {key}: not an OpenSSH public key")
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_leaves_no_state_folder_in_the_working_folder(ubuntu_ova, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "D2C_HOME"}
+    result = _d2c("image", "check", ubuntu_ova, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vm_chooses_the_vm_of_a_two_vm_appliance(cluster_ova, tmp_path):
+    _one_error_line(_d2c("image", "check", cluster_ova), "the appliance holds 2 VMs ('head', 'worker'); choose one with 'vm:' in the role (or --vm NAME)")
+    _one_error_line(_d2c("image", "check", cluster_ova, "--vm", "db"), "no VM named 'db'; its VMs are 'head', 'worker'")
+    assert _d2c("image", "check", cluster_ova, "--vm", "head").returncode == 0
+    result = _d2c("image", "prepare", cluster_ova, "--vm", "worker", "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "worker.prepared.raw"]
 
 
 @pytest.mark.integration

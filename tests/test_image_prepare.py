@@ -12,9 +12,9 @@ import pytest
 from d2c.errors import UsageError
 from executor.image.checks import check_raw, inspect_disk
 from executor.image.convert import convert
-from executor.image.prepare import prepare_image
+from executor.image.prepare import check_image, prepare_image
 from executor.image.source import DiskRef
-from tests.image_builder import Guest
+from tests.image_builder import Guest, build_disk, ovf_text
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd2Y3J1bnRlc3RrZXkwMTIzNDU2Nzg5YWJjZGVm d2c-run-test"
 
@@ -91,6 +91,49 @@ def test_sshd_enabled_and_ifupdown_switched_to_dhcp(vm_image, tmp_path):
     interfaces = fs.read_text("/etc/network/interfaces")
     assert "iface eth0 inet dhcp" in interfaces and "address 192.168.56.10" not in interfaces
     assert "iface lo inet loopback" in interfaces
+
+
+def test_prepare_into_the_images_own_folder_keeps_the_original(tmp_path):
+    disk = build_disk(tmp_path, file_name="vm.raw")
+    before = _sha256(disk)
+    result = prepare_image(disk, tmp_path)
+    assert result.raw == tmp_path / "vm.prepared.raw" and result.raw.is_file()
+    assert _sha256(disk) == before
+    assert inspect_disk(disk).fs.read_text("/etc/fstab").splitlines()[1].startswith("/dev/sda1 /")
+
+
+def test_a_failing_image_in_its_own_folder_is_not_deleted(tmp_path):
+    disk = build_disk(tmp_path, Guest(bits=32), file_name="vm.raw")
+    before = _sha256(disk)
+    with pytest.raises(UsageError, match="not ready for EC2 — 64-bit"):
+        prepare_image(disk, tmp_path)
+    assert _sha256(disk) == before
+    assert not (tmp_path / "vm.prepared.raw").exists()
+
+
+@pytest.mark.parametrize("kind, disk_name", [("ovf", "labvm.prepared.raw"), ("disk", "manifest.json")])
+def test_an_output_that_is_one_of_the_images_files_is_refused_before_writing(tmp_path, kind, disk_name):
+    disk = build_disk(tmp_path, file_name=disk_name)
+    image = disk
+    if kind == "ovf":
+        image = tmp_path / "appliance.ovf"
+        image.write_text(ovf_text(disk.name, disk.stat().st_size))
+    before = _sha256(disk)
+    with pytest.raises(UsageError, match=rf"{disk_name}: writing here would overwrite the image's own file"):
+        prepare_image(image, tmp_path)
+    assert _sha256(disk) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted({disk_name, image.name})
+
+
+def test_checking_creates_no_state_folder(ubuntu_ova, tmp_path, monkeypatch):
+    home = tmp_path / "project" / ".d2c"
+    monkeypatch.setenv("D2C_HOME", str(home))
+    assert check_image(ubuntu_ova).ok
+    assert not (tmp_path / "project").exists()
+    home.mkdir(parents=True)
+    (home / "keep.txt").write_text("x")
+    check_image(ubuntu_ova)
+    assert [p.name for p in home.iterdir()] == ["keep.txt"]
 
 
 def test_a_failing_image_is_refused_and_leaves_nothing(vm_image, tmp_path):

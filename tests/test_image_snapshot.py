@@ -14,7 +14,7 @@ from d2c.aws import client as aws_client
 from d2c.errors import UsageError, WorkError
 from d2c.state import state_dir
 from executor.image import importer
-from executor.image.snapshot_import import BLOCK_SIZE, upload_snapshot
+from executor.image.snapshot_import import BLOCK_SIZE, register_snapshot, upload_snapshot
 from tests.image_builder import Guest
 
 pytestmark = pytest.mark.integration
@@ -79,6 +79,7 @@ def test_ensure_ami_imports_once_and_reuses_by_digest(ubuntu_gpt_ova, calls):
     register = calls["RegisterImage"][0]
     assert (register["VirtualizationType"], register["EnaSupport"], register["BootMode"], register["RootDeviceName"]) == ("hvm", True, "uefi", "/dev/xvda")
     assert register["Architecture"] == "x86_64"
+    assert register["TagSpecifications"] == [{"ResourceType": "image", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
     snapshot_id = register["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     snapshot = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
     assert {"Key": "d2c:digest", "Value": tags["d2c:digest"]} in snapshot["Tags"]
@@ -116,7 +117,89 @@ def test_a_failed_upload_deletes_the_snapshot(ubuntu_ova, calls, monkeypatch):
     assert not any(p.name.endswith(".work") for p in (state_dir() / "images").iterdir())
 
 
+def test_each_vm_of_an_appliance_becomes_its_own_ami(cluster_ova, calls):
+    with pytest.raises(UsageError, match="holds 2 VMs"):
+        importer.ensure_ami(cluster_ova, region="us-east-1")
+    assert "StartSnapshot" not in calls
+    head = importer.ensure_ami(cluster_ova, region="us-east-1", vm="head")
+    worker = importer.ensure_ami(cluster_ova, region="us-east-1", vm="worker")
+    assert head != worker
+    images = aws_client("ec2").describe_images(ImageIds=[head, worker])["Images"]
+    tags = {i["ImageId"]: {t["Key"]: t["Value"] for t in i["Tags"]} for i in images}
+    assert (tags[head]["d2c:vm"], tags[worker]["d2c:vm"]) == ("head", "worker")
+    assert tags[head]["d2c:digest"] != tags[worker]["d2c:digest"]
+    assert importer.ensure_ami(cluster_ova, region="us-east-1", vm="worker") == worker
+
+
 def test_a_failing_image_uploads_nothing(vm_image, calls):
     with pytest.raises(UsageError, match="not ready for EC2 — ENA driver"):
         importer.ensure_ami(vm_image("no-ena", guest=Guest(ena=False)), region="us-east-1")
     assert "StartSnapshot" not in calls and "CreateMultipartUpload" not in calls
+
+
+def _fail(client, operation, code):
+    """Make every ``operation`` call of ``client`` fail with the AWS error ``code``."""
+    from botocore.exceptions import ClientError
+
+    def fail(**_):
+        raise ClientError({"Error": {"Code": code, "Message": f"{operation} refused for the test"}}, operation)
+
+    client.meta.events.register(f"before-call.ec2.{operation}", fail)
+
+
+def _snapshot(ec2):
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    return ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+
+
+def _register(ec2, snapshot_id):
+    return register_snapshot(
+        ec2, snapshot_id=snapshot_id, name="d2c-labvm-0123456789ab", volume_gib=1, arch="x86_64",
+        boot_mode="legacy-bios", tags={"d2c:digest": "d1"},
+    )
+
+
+def _own_images(ec2):
+    return ec2.describe_images(Owners=["self"])["Images"]
+
+
+def test_registered_amis_carry_their_tags(aws):
+    ec2 = aws_client("ec2")
+    ami = _register(ec2, _snapshot(ec2))
+    image = ec2.describe_images(ImageIds=[ami])["Images"][0]
+    assert {"Key": "d2c:digest", "Value": "d1"} in image["Tags"]
+
+
+def test_a_failed_tagging_removes_the_ami_and_then_the_snapshot(aws):
+    from botocore.exceptions import ClientError
+
+    ec2 = aws_client("ec2")
+    snapshot_id = _snapshot(ec2)
+    _fail(ec2, "CreateTags", "RequestLimitExceeded")
+    with pytest.raises(ClientError, match="RequestLimitExceeded"):
+        _register(ec2, snapshot_id)
+    assert _own_images(ec2) == []
+    assert snapshot_id not in [s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]]
+
+
+def test_a_failing_cleanup_never_hides_the_original_error(ubuntu_ova, calls, monkeypatch):
+    real_client = importer.client
+
+    def failing_client(service, region=None, **config):
+        made = real_client(service, region, **config)
+        if service == "ec2":
+            _fail(made, "CreateTags", "RequestLimitExceeded")
+            _fail(made, "DeleteSnapshot", "InvalidSnapshot.InUse")
+        return made
+
+    monkeypatch.setattr(importer, "client", failing_client)
+    with pytest.raises(WorkError) as caught:
+        importer.ensure_ami(ubuntu_ova, region="us-east-1")
+    message = str(caught.value)
+    snapshot_id = calls["DeleteSnapshot"][0]["SnapshotId"]
+    assert message.startswith("registering AMI d2c-labvm-")
+    assert ": AWS said RequestLimitExceeded: CreateTags refused for the test; " in message
+    assert f"snapshot {snapshot_id} could not be deleted" in message
+    assert f"delete it with 'aws ec2 delete-snapshot --snapshot-id {snapshot_id}'" in message
+    assert len(message.splitlines()) == 1
+    assert calls["DeregisterImage"] and _own_images(aws_client("ec2")) == []

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from d2c.errors import UsageError
+from executor.image.checks import inspect_disk
 from executor.image.convert import convert
+from executor.image.digest import image_digest
 from executor.image.disk import read_layout
+from executor.image.prepare import check_image
 from executor.image.source import open_source
-from tests.image_builder import make_ova, ovf_text
+from tests.image_builder import build_disk, make_ova, ovf_text
 
 VBOX = """<?xml version="1.0"?>
 <VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">
@@ -129,3 +133,37 @@ def test_a_stream_optimized_vmdk_inside_an_ova_is_read_in_place(ubuntu_ova, tmp_
     raw = convert(source.disk, tmp_path / "from-vmdk.raw")
     same = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "vdi", str(raw), str(vdi)], capture_output=True, text=True)
     assert same.returncode == 0, same.stdout
+
+
+def test_each_vm_of_a_two_vm_appliance_is_its_own_disk(cluster_ova, tmp_path):
+    head, worker = open_source(cluster_ova, vm="head"), open_source(cluster_ova, vm="worker")
+    assert (head.name, head.vm, worker.name, worker.vm) == ("head", "head", "worker", "worker")
+    assert head.disk.offset != worker.disk.offset
+    for source in (head, worker):
+        raw = convert(source.disk, tmp_path / f"{source.name}.raw")
+        assert inspect_disk(raw).fs.read_text("/etc/d2c-role") == f"{source.name}\n"
+    assert image_digest(head.files, vm=head.vm) != image_digest(worker.files, vm=worker.vm)
+
+
+def test_a_multi_vm_appliance_needs_the_vm_named(cluster_ova):
+    with pytest.raises(UsageError, match=r"cluster\.ova: the appliance holds 2 VMs \('head', 'worker'\); choose one with 'vm:'"):
+        open_source(cluster_ova)
+    with pytest.raises(UsageError, match=r"cluster\.ova: the appliance has no VM named 'db'; its VMs are 'head', 'worker'"):
+        open_source(cluster_ova, vm="db")
+
+
+def test_a_single_vm_appliance_takes_its_vm_by_name_or_by_default(ubuntu_ova, tmp_path):
+    assert open_source(ubuntu_ova).vm == open_source(ubuntu_ova, vm="labvm").vm == "labvm"
+    raw = tmp_path / "labvm.raw"
+    raw.write_bytes(b"")
+    with pytest.raises(UsageError, match=r"--vm labvm names a VM of an appliance, but this is not an \.ova or \.ovf"):
+        open_source(raw, vm="labvm")
+
+
+def test_a_disk_whose_name_holds_a_colon_is_read_as_a_file(tmp_path, monkeypatch):
+    build_disk(tmp_path, file_name="vm:1.vdi", vdi=True)
+    monkeypatch.chdir(tmp_path)
+    source = open_source(Path("vm:1.vdi"))
+    assert (source.disk.format, source.virtual_size) == ("vdi", 352 * 2**20)
+    report = check_image(Path("vm:1.vdi"))
+    assert report.ok and report.arch == "x86_64"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from d2c.aws import client as aws_client
@@ -123,6 +124,22 @@ def test_a_failed_import_task_is_reported_and_the_upload_removed(vmdk, role):
     with stub, pytest.raises(WorkError, match=rf"VM Import task {TASK} failed: ClientError: Unknown OS"):
         _run(vmdk, ec2)
     assert aws_client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_an_ami_that_cannot_be_tagged_is_removed_with_its_snapshot():
+    """A failing create_tags must not leave an untagged AMI that 'd2c down --all' cannot find."""
+    ec2 = aws_client("ec2", "us-east-1")
+    stub = Stubber(ec2)
+    stub.add_response("import_image", {"ImportTaskId": TASK, "Status": "active"}, None)
+    details = [{"DeviceName": "/dev/sda1", "SnapshotId": "snap-0123456789abcdef0", "Status": "completed"}]
+    stub.add_response("describe_import_image_tasks", _task("completed", ImageId=AMI, SnapshotDetails=details), None)
+    stub.add_client_error("create_tags", "RequestLimitExceeded", "Request limit exceeded.")
+    stub.add_response("deregister_image", {}, {"ImageId": AMI})
+    stub.add_response("delete_snapshot", {}, {"SnapshotId": "snap-0123456789abcdef0"})
+    with stub, pytest.raises(ClientError, match="RequestLimitExceeded"):
+        vmimport.run_import(ec2, bucket=BUCKET, key="labvm.vmdk", boot_mode="legacy-bios", description="d2c-labvm",
+                            tags={"d2c:digest": "abc"}, poll_s=0, sleep=lambda _: None)
+    stub.assert_no_pending_responses()
 
 
 def test_ensure_ami_by_vmimport_converts_uploads_and_tags(vm_image, role, monkeypatch):

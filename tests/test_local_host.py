@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import threading
@@ -14,7 +15,7 @@ import pytest
 
 from d2c.errors import HostError
 from d2c.transport import LocalHost
-from d2c.transport.base import TAIL_LINES
+from d2c.transport.base import TAIL_LINES, OutputTail, pump_lines
 
 
 def _checksums(root: Path) -> dict[str, str]:
@@ -127,3 +128,24 @@ def test_put_and_get_copy_folders_with_their_modes(tmp_path):
     assert copied.read_bytes() == (source / "d0" / "f0.bin").read_bytes()
     with pytest.raises(HostError, match="does not exist"):
         host.get("nothing-here", tmp_path / "x")
+
+
+class _BreakingStream(io.BytesIO):
+    """A stream that fails with OSError after its first line, as a pipe or channel can."""
+
+    def readline(self, *args):
+        if self.tell():
+            raise OSError("connection reset")
+        return super().readline(*args)
+
+
+def test_pump_lines_feeds_each_line_and_closes_the_stream():
+    seen: list[str] = []
+    tail = OutputTail(seen.append)
+    stream = io.BytesIO(b"first\r\nsecond \xff\nlast")
+    pump_lines(stream, tail)
+    assert seen == ["first", "second \ufffd", "last"]
+    assert tail.text() == "first\nsecond \ufffd\nlast" and stream.closed
+    broken = _BreakingStream(b"only\nnever\n")
+    pump_lines(broken, OutputTail(seen.append))
+    assert seen[-1] == "only" and broken.closed

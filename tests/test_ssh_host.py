@@ -26,7 +26,7 @@ import pytest
 
 from d2c.errors import HostError, HostKeyMismatch, UsageError
 from d2c.transport.known_hosts import KnownHosts, host_entry, parse_public_key
-from d2c.transport.ssh import SSHHost
+from d2c.transport.ssh import SSHHost, check_remote_name
 from tests.sshd_server import SshServer, free_port, generate_keypair
 
 
@@ -301,6 +301,37 @@ def test_missing_files_are_named_in_the_error(ssh_host, tmp_path):
     with pytest.raises(HostError, match="does not exist"):
         ssh_host.put(tmp_path / "absent-local", str(tmp_path / "y"))
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.integration
+def test_setuid_and_setgid_bits_set_on_the_host_never_reach_the_local_copy(ssh_host, tmp_path):
+    remote = tmp_path / "remote-out"
+    made = ssh_host.run(
+        f"mkdir -p {remote}/shared && printf 'tool\\n' > {remote}/tool && chmod 4755 {remote}/tool "
+        f"&& printf 'x\\n' > {remote}/shared/data && chmod 6644 {remote}/shared/data && chmod 2775 {remote}/shared"
+    )
+    assert made.ok, made.stderr_tail
+    assert (remote / "tool").stat().st_mode & 0o7777 == 0o4755
+
+    back = tmp_path / "fetched"
+    ssh_host.get(str(remote), back)
+    assert (back / "tool").read_text() == "tool\n"
+    assert (back / "tool").stat().st_mode & 0o7777 == 0o755
+    assert (back / "shared" / "data").stat().st_mode & 0o7777 == 0o644
+    assert (back / "shared").stat().st_mode & 0o7777 == 0o775
+    ssh_host.get(str(remote / "tool"), tmp_path / "single-tool")
+    assert (tmp_path / "single-tool").stat().st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "../../etc/passwd", "x\0y"])
+def test_remote_names_that_are_not_one_plain_file_name_are_refused(name):
+    with pytest.raises(HostError, match=re.escape(f"/out lists an entry named {name!r}, which is not a plain file name")):
+        check_remote_name(name, "/out")
+
+
+@pytest.mark.parametrize("name", ["result.csv", "..hidden", ".profile", "a b", "naïve…"])
+def test_plain_remote_names_are_accepted(name):
+    assert check_remote_name(name, "/out") == name
 
 
 # -- host keys ----------------------------------------------------------------------------------

@@ -33,17 +33,26 @@ def _progress_callback(bar):
 
 
 def _read_key(path: Path | None) -> str | None:
+    """The public key line in ``path`` (checked to be a real OpenSSH key), or None without a path."""
     from d2c.errors import UsageError
+    from d2c.transport.known_hosts import parse_public_key
 
     if path is None:
         return None
     try:
         text = path.read_text().strip()
-    except OSError as exc:
-        raise UsageError(f"--public-key {path}: cannot read it ({exc.strerror})") from None
-    if not text.startswith(("ssh-", "ecdsa-")) or len(text.split()) < 2:
-        raise UsageError(f"--public-key {path}: not an OpenSSH public key (expected 'ssh-ed25519 AAAA…')")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--public-key {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        parse_public_key(text)
+    except UsageError:
+        raise UsageError(f"--public-key {path}: not an OpenSSH public key (expected one 'ssh-ed25519 AAAA…' line)") from None
+    if len(text.splitlines()) != 1:
+        raise UsageError(f"--public-key {path}: holds several lines; give a file with one OpenSSH public key")
     return text
+
+
+_VM_OPTION = click.option("--vm", "vm_name", default=None, metavar="NAME", help="The VM to use from an appliance holding several (as the descriptor's 'vm:').")
 
 
 @click.group("image")
@@ -54,7 +63,8 @@ def image() -> None:
 @image.command("check")
 @click.argument("vm", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (documented in this module) instead of a table.")
-def check_cmd(vm: Path, as_json: bool) -> None:
+@_VM_OPTION
+def check_cmd(vm: Path, as_json: bool, vm_name: str | None) -> None:
     """Check VM (.ova, .ovf, .vbox or a disk) for what EC2 needs; exit 2 when anything fails."""
     from rich.table import Table
 
@@ -62,7 +72,7 @@ def check_cmd(vm: Path, as_json: bool) -> None:
     from executor.image.prepare import check_image
 
     with progress(transient=True) as bar:
-        report = check_image(vm, progress=_progress_callback(bar))
+        report = check_image(vm, progress=_progress_callback(bar), vm=vm_name)
     if as_json:
         print_json({
             "version": 1, "image": str(vm), "ok": report.ok, "arch": report.arch, "boot_mode": report.boot_mode,
@@ -87,15 +97,16 @@ def check_cmd(vm: Path, as_json: bool) -> None:
 @click.argument("vm", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the prepared raw disk and manifest.json.")
 @click.option("--public-key", type=click.Path(path_type=Path, dir_okay=False), help="OpenSSH public key to authorize for the login user.")
-def prepare_cmd(vm: Path, out_dir: Path, public_key: Path | None) -> None:
-    """Make a raw copy of VM with the minimal edits EC2 needs, each recorded in DIR/manifest.json."""
+@_VM_OPTION
+def prepare_cmd(vm: Path, out_dir: Path, public_key: Path | None, vm_name: str | None) -> None:
+    """Make a raw copy of VM (DIR/<name>.prepared.raw) with the minimal edits EC2 needs, each recorded in DIR/manifest.json."""
     from rich.table import Table
 
     from executor.image.prepare import prepare_image
 
     key = _read_key(public_key)
     with progress(transient=True) as bar:
-        prepared = prepare_image(vm, out_dir, public_key=key, progress=_progress_callback(bar))
+        prepared = prepare_image(vm, out_dir, public_key=key, progress=_progress_callback(bar), vm=vm_name)
     table = Table(title=f"{vm}: edits made to the copy")
     for column in ("file", "change", "why"):
         table.add_column(column)
@@ -112,7 +123,8 @@ def prepare_cmd(vm: Path, out_dir: Path, public_key: Path | None) -> None:
 @click.option("--method", type=click.Choice(["snapshot", "vmimport"]), default="snapshot", show_default=True, help="snapshot: EBS direct API, no bucket or role; vmimport: S3 + VM Import.")
 @click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
 @click.option("--public-key", type=click.Path(path_type=Path, dir_okay=False), help="OpenSSH public key to authorize for the login user.")
-def import_cmd(vm: Path, method: str, region: str | None, public_key: Path | None) -> None:
+@_VM_OPTION
+def import_cmd(vm: Path, method: str, region: str | None, public_key: Path | None, vm_name: str | None) -> None:
     """Import VM as an AMI (reused when an AMI with the same content digest exists); prints the AMI id."""
     import os
 
@@ -122,7 +134,7 @@ def import_cmd(vm: Path, method: str, region: str | None, public_key: Path | Non
     key = _read_key(public_key)
     chosen = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     with progress(transient=True) as bar:
-        ami = ensure_ami(vm, region=chosen, method=method, public_key=key, progress=_progress_callback(bar))
+        ami = ensure_ami(vm, region=chosen, method=method, public_key=key, progress=_progress_callback(bar), vm=vm_name)
     click.echo(ami)
 
 

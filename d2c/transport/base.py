@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import IO, Callable, Mapping, Protocol
 
 OutputCallback = Callable[[str], None]
 """Called with each line of output (without its newline) as it arrives."""
@@ -47,6 +47,19 @@ class OutputTail:
     def text(self) -> str:
         """The kept lines joined by newlines."""
         return "\n".join(self._lines)
+
+
+def pump_lines(stream: IO[bytes], tail: OutputTail) -> None:
+    """Feed each line of ``stream`` to ``tail`` until the stream ends or breaks, then close it.
+
+    Run in a reader thread per stream, so a command's stdout and stderr are read as they come.
+    """
+    try:
+        for raw in iter(stream.readline, b""):
+            tail.feed(raw.decode("utf-8", errors="replace"))
+    except (OSError, EOFError):
+        pass  # the connection or pipe went away: the command's end is reported by its status
+    stream.close()
 
 
 class RunningCommand(Protocol):

@@ -9,10 +9,10 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Mapping
+from typing import Mapping
 
 from d2c.errors import HostError
-from d2c.transport.base import CommandResult, OutputCallback, OutputTail
+from d2c.transport.base import CommandResult, OutputCallback, OutputTail, pump_lines
 
 
 class LocalProcess:
@@ -48,17 +48,11 @@ class LocalProcess:
         self._stdout = OutputTail(on_stdout)
         self._stderr = OutputTail(on_stderr)
         self._readers = [
-            threading.Thread(target=self._pump, args=(self._popen.stdout, self._stdout), daemon=True),
-            threading.Thread(target=self._pump, args=(self._popen.stderr, self._stderr), daemon=True),
+            threading.Thread(target=pump_lines, args=(self._popen.stdout, self._stdout), daemon=True),
+            threading.Thread(target=pump_lines, args=(self._popen.stderr, self._stderr), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
-
-    @staticmethod
-    def _pump(stream: IO[bytes], tail: OutputTail) -> None:
-        for raw in iter(stream.readline, b""):
-            tail.feed(raw.decode("utf-8", errors="replace"))
-        stream.close()
 
     def poll(self) -> int | None:
         """The exit status if the command has ended, else None."""

@@ -39,7 +39,7 @@ import paramiko
 
 from d2c.errors import HostError, HostKeyMismatch, UsageError
 from d2c.state import known_hosts_path
-from d2c.transport.base import CommandResult, OutputCallback, OutputTail
+from d2c.transport.base import CommandResult, OutputCallback, OutputTail, pump_lines
 from d2c.transport.known_hosts import KnownHosts, PublicKey, check_expected, parse_public_key
 
 # paramiko logs connection failures with tracebacks; d2c reports them as one line instead, so
@@ -57,6 +57,8 @@ _WINDOW_SIZE = 16 * 1024 * 1024
 # Read requests of 32 KiB in flight while downloading, half the window: paramiko's default sends
 # them all at once, far more than the window holds, and was 3x slower (benchmarks/ssh_transport.py).
 _PREFETCH_REQUESTS = _WINDOW_SIZE // (2 * 32 * 1024)
+# Mode bits taken from remote files: permissions only, never setuid, setgid or sticky.
+_COPIED_MODE_BITS = 0o777
 
 
 def _reason(exc: BaseException) -> str:
@@ -113,8 +115,8 @@ class SSHProcess:
         stderr = channel.makefile_stderr("rb")
         self.pid = self._read_pid(stdout, stderr)
         self._readers = [
-            threading.Thread(target=self._pump, args=(stdout, self._stdout), daemon=True),
-            threading.Thread(target=self._pump, args=(stderr, self._stderr), daemon=True),
+            threading.Thread(target=pump_lines, args=(stdout, self._stdout), daemon=True),
+            threading.Thread(target=pump_lines, args=(stderr, self._stderr), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
@@ -138,15 +140,6 @@ class SSHProcess:
         self._channel.close()
         reason = why[-1] if why else "the remote shell ended before running it"
         raise HostError(f"{self._host.label}: cannot start {self.command!r}: {reason}")
-
-    @staticmethod
-    def _pump(stream: IO[bytes], tail: OutputTail) -> None:
-        try:
-            for raw in iter(stream.readline, b""):
-                tail.feed(raw.decode("utf-8", errors="replace"))
-        except (OSError, EOFError):
-            pass
-        stream.close()
 
     def poll(self) -> int | None:
         """The exit status if the command has ended, else None."""
@@ -493,7 +486,12 @@ class SSHHost:
     def get(self, remote: str, local: Path) -> None:
         """Copy a remote file, or a folder recursively, to ``local`` (created with its parents).
 
-        Each file appears whole or not at all (written beside its target, then renamed).
+        Each file appears whole or not at all (written beside its target, then renamed). Modes
+        are kept as permission bits only (``0o777``): a setuid or setgid bit set on the host
+        never reaches this machine. The server's folder listings are not trusted: an entry whose
+        name is not one plain file name (empty, ``.``, ``..``, or holding ``/`` or NUL) stops the
+        copy with a HostError naming it, before anything is written for it; files copied before
+        it stay.
         """
         local = Path(local)
         source = _remote_path(remote)
@@ -510,17 +508,34 @@ class SSHHost:
                     target = local.joinpath(*PurePosixPath(relative).parts)
                     if stat.S_ISDIR(file_attributes.st_mode or 0):
                         target.mkdir(parents=True, exist_ok=True)
-                        os.chmod(target, stat.S_IMODE(file_attributes.st_mode) | 0o700)
+                        os.chmod(target, ((file_attributes.st_mode or 0) & _COPIED_MODE_BITS) | 0o700)
                     else:
                         _sftp_get_file(sftp, remote_file, target, file_attributes)
             else:
                 _sftp_get_file(sftp, source, local, attributes)
+        except UnsafeRemoteName as exc:
+            raise HostError(f"{self.label}: cannot copy {remote} to {local}: {exc}") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise HostError(
                 f"{self.label}: cannot copy {remote} to {local}: {_reason(exc)}"
             ) from exc
         finally:
             sftp.close()
+
+
+class UnsafeRemoteName(HostError):
+    """A remote folder listing named an entry that is not one plain file name."""
+
+
+def check_remote_name(name: str, folder: str) -> str:
+    """``name`` as listed in the remote ``folder``; UnsafeRemoteName unless it is one plain file name.
+
+    A hostile or broken server could list ``..`` or ``a/../../x``; joined to a local path such a
+    name would write outside the folder being copied into.
+    """
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UnsafeRemoteName(f"{folder} lists an entry named {name!r}, which is not a plain file name; refusing to copy it")
+    return name
 
 
 def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
@@ -557,7 +572,7 @@ def _sftp_get_file(
     os.close(fd)
     try:
         sftp.get(remote, partial, max_concurrent_prefetch_requests=_PREFETCH_REQUESTS)
-        os.chmod(partial, stat.S_IMODE(attributes.st_mode or 0o644))
+        os.chmod(partial, (attributes.st_mode or 0o644) & _COPIED_MODE_BITS)
         if attributes.st_mtime is not None:
             os.utime(partial, (attributes.st_atime or attributes.st_mtime, attributes.st_mtime))
         os.replace(partial, local)
@@ -583,6 +598,7 @@ def _sftp_walk(
     folder = f"{root}/{relative}" if relative else root
     ancestors = ancestors | {sftp.normalize(folder)}
     for entry in sorted(sftp.listdir_attr(folder), key=lambda e: e.filename):
+        check_remote_name(entry.filename, folder)
         path = f"{folder}/{entry.filename}"
         child = f"{relative}/{entry.filename}" if relative else entry.filename
         attributes = entry

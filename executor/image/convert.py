@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from d2c.errors import UsageError, WorkError
-from executor.image.source import DiskRef
+from executor.image.source import DiskRef, qemu_file_name
 
 ProgressFn = Callable[[str, float, float], None]
 """Reports ``(stage, done, total)`` as long work advances; the CLI draws it as a bar."""
@@ -59,7 +59,7 @@ def convert(disk: DiskRef, dest: Path, *, fmt: str = "raw", image: Path | None =
     ensure_space(dest.parent, allocated_bytes(disk), image=image or disk.path)
     partial = dest.with_name(dest.name + ".partial")
     stage = f"converting to {fmt}"
-    argv = ["qemu-img", "convert", "-p", *_FORMATS[fmt], *disk.qemu_args(), str(partial)]
+    argv = ["qemu-img", "convert", "-p", *_FORMATS[fmt], *disk.qemu_args(), qemu_file_name(partial)]
     try:
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             buffer = b""

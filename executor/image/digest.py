@@ -1,7 +1,7 @@
 """The content digest that names an imported image, so an unchanged image is never uploaded twice.
 
-The digest is SHA-256 over the bytes of the files that make up the image, the public key baked
-into it (a different key is a different AMI) and the version of the edit recipe (a changed
+The digest is SHA-256 over the bytes of the files that make up the image, the VM chosen from an
+appliance (two VMs of one .ova are two AMIs), the public key baked into it (a different key is a different AMI) and the version of the edit recipe (a changed
 recipe gives a different AMI). Hashing gigabytes takes seconds, so results are cached in the user
 cache folder keyed by each file's path, size, inode and modification time.
 """
@@ -41,10 +41,12 @@ def file_sha256(path: Path) -> str:
     return cache[key]
 
 
-def image_digest(files: tuple[Path, ...], public_key: str | None = None) -> str:
-    """The digest tagged on an AMI (``d2c:digest``) for an image made of ``files`` with ``public_key`` baked in."""
+def image_digest(files: tuple[Path, ...], public_key: str | None = None, *, vm: str | None = None) -> str:
+    """The digest tagged on an AMI (``d2c:digest``) for VM ``vm`` of the image made of ``files``, with ``public_key`` baked in."""
     digest = hashlib.sha256(f"d2c-image-recipe-{RECIPE_VERSION}\n".encode())
     for path in files:
         digest.update(f"{os.path.basename(path)}:{file_sha256(path)}\n".encode())
+    if vm is not None:
+        digest.update(f"vm:{vm}\n".encode())
     digest.update(f"key:{(public_key or '').strip()}\n".encode())
     return digest.hexdigest()

@@ -101,6 +101,21 @@ def swap_uuid(raw: Path, offset: int) -> str:
     return f"{data[:8]}-{data[8:12]}-{data[12:16]}-{data[16:20]}-{data[20:]}"
 
 
+def debugfs_quote(path: str) -> str:
+    """``path`` double-quoted for a debugfs command line; UsageError when it cannot be quoted safely.
+
+    debugfs reads one command per line and has no escape for ``"``, so a guest file name holding a
+    quote, a newline or another control character could end the argument and smuggle in a command
+    of its own (in a ``-w`` session, one that edits the disk). Such a name is refused, never passed.
+    """
+    if '"' in path or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise UsageError(
+            f"guest file {path!r}: its name holds a quote or control character that d2c cannot pass to "
+            "debugfs safely; rename or remove it in the VM and export again"
+        )
+    return f'"{path}"'
+
+
 @dataclass(frozen=True)
 class FileStat:
     """What debugfs says about one inode."""
@@ -147,7 +162,7 @@ class ExtFilesystem:
     def stat(self, path: str) -> FileStat | None:
         """The inode at ``path`` itself (a final symlink is not followed); None when absent."""
         try:
-            text = self._run_one(f'stat "{path}"').decode(errors="replace")
+            text = self._run_one(f'stat {debugfs_quote(path)}').decode(errors="replace")
         except _DebugfsError:
             return None
         kind = re.search(r"Type: (\w+)", text)
@@ -158,7 +173,7 @@ class ExtFilesystem:
         target = None
         if kind.group(1) == "symlink":
             fast = re.search(r'Fast link dest: "(.*)"', text)
-            target = fast.group(1) if fast else self._run_one(f'cat "{path}"').decode(errors="replace")
+            target = fast.group(1) if fast else self._run_one(f'cat {debugfs_quote(path)}').decode(errors="replace")
         return FileStat(kind.group(1), int(mode.group(1), 8), int(owner.group(1)), int(owner.group(2)), target)
 
     def resolve(self, path: str) -> str:
@@ -194,7 +209,7 @@ class ExtFilesystem:
         info = self.stat(real)
         if info is None or info.kind != "regular":
             return None
-        return self._run_one(f'cat "{real}"')
+        return self._run_one(f'cat {debugfs_quote(real)}')
 
     def read_text(self, path: str) -> str | None:
         """``read`` decoded as UTF-8 (undecodable bytes replaced)."""
@@ -212,7 +227,7 @@ class ExtFilesystem:
         if info is None or info.kind != "directory":
             return []
         names = []
-        for line in self._run_one(f'ls -p "{real}"').decode(errors="replace").splitlines():
+        for line in self._run_one(f'ls -p {debugfs_quote(real)}').decode(errors="replace").splitlines():
             fields = line.split("/")
             if len(fields) >= 6 and fields[5] not in (".", ".."):
                 names.append(fields[5])
@@ -223,25 +238,25 @@ class ExtFilesystem:
         with tempfile.NamedTemporaryFile() as local:
             local.write(data)
             local.flush()
-            commands = [f'rm "{path}"'] if self.stat(path) is not None else []
-            commands += [f'write "{local.name}" "{path}"', *self._owner_commands(path, 0o100000 | mode, uid, gid)]
+            commands = [f'rm {debugfs_quote(path)}'] if self.stat(path) is not None else []
+            commands += [f'write {debugfs_quote(local.name)} {debugfs_quote(path)}', *self._owner_commands(path, 0o100000 | mode, uid, gid)]
             self._debugfs(*commands, write=True)
 
     def make_dir(self, path: str, *, mode: int, uid: int, gid: int) -> None:
         """Create the directory ``path`` with the given owner and mode."""
-        self._debugfs(f'mkdir "{path}"', *self._owner_commands(path, 0o040000 | mode, uid, gid), write=True)
+        self._debugfs(f'mkdir {debugfs_quote(path)}', *self._owner_commands(path, 0o040000 | mode, uid, gid), write=True)
 
     def make_symlink(self, path: str, target: str) -> None:
         """Create the symlink ``path`` pointing at ``target``."""
-        self._debugfs(f'symlink "{path}" "{target}"', write=True)
+        self._debugfs(f'symlink {debugfs_quote(path)} {debugfs_quote(target)}', write=True)
 
     def remove(self, path: str) -> None:
         """Remove the file or symlink ``path``."""
-        self._debugfs(f'rm "{path}"', write=True)
+        self._debugfs(f'rm {debugfs_quote(path)}', write=True)
 
     @staticmethod
     def _owner_commands(path: str, mode: int, uid: int, gid: int) -> list[str]:
-        return [f'sif "{path}" mode 0{mode:o}', f'sif "{path}" uid {uid}', f'sif "{path}" gid {gid}']
+        return [f'sif {debugfs_quote(path)} mode 0{mode:o}', f'sif {debugfs_quote(path)} uid {uid}', f'sif {debugfs_quote(path)} gid {gid}']
 
     def superblock(self) -> dict[str, str]:
         """The superblock fields ``dumpe2fs -h`` prints (UUID, free blocks, block size, ...)."""

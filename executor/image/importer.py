@@ -19,7 +19,7 @@ from d2c.state import state_dir
 from executor.image.convert import ProgressFn, convert
 from executor.image.digest import image_digest
 from executor.image.prepare import manifest_dict, prepare_raw
-from executor.image.snapshot_import import delete_snapshot, register_snapshot, upload_snapshot
+from executor.image.snapshot_import import register_snapshot, upload_snapshot
 from executor.image.source import DiskRef, open_source
 from executor.image.vmimport import import_vmdk
 
@@ -49,18 +49,20 @@ def ensure_ami(
     public_key: str | None = None,
     run_id: str | None = None,
     progress: ProgressFn | None = None,
+    vm: str | None = None,
 ) -> str:
     """Return an AMI for ``image`` in ``region``, importing it only when no AMI has its content digest.
 
     Checks the image first (UsageError on a failing check; nothing is uploaded), prepares a raw
     copy (the original is never written), imports it by ``method`` (``snapshot`` or
     ``vmimport``) and tags the AMI ``d2c:digest``. ``public_key`` is baked into the login user's
-    authorized_keys and is part of the digest.
+    authorized_keys and is part of the digest. ``vm`` names the VM to import from an appliance
+    holding several (the role's ``vm:``); the chosen VM is part of the digest too.
     """
     if method not in METHODS:
         raise UsageError(f"--method {method}: unknown import method; use one of {', '.join(METHODS)}")
-    source = open_source(Path(image))
-    digest = image_digest(source.files, public_key)
+    source = open_source(Path(image), vm=vm)
+    digest = image_digest(source.files, public_key, vm=source.vm)
     with aws_errors(f"looking up an AMI for {source.path}"):
         ec2 = client("ec2", region)
         existing = find_ami(ec2, digest)
@@ -71,6 +73,8 @@ def ensure_ami(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     tags = {DIGEST_TAG: digest, "d2c:image": source.path.name, "d2c:kind": "image", "Name": f"d2c {source.name}"}
+    if source.vm is not None:
+        tags["d2c:vm"] = source.vm
     if run_id:
         tags["d2c:run"] = run_id
     name = _ami_name(source.name, digest)
@@ -81,14 +85,10 @@ def ensure_ami(
         if method == "snapshot":
             with aws_errors(f"importing {source.path} as an EBS snapshot"):
                 upload = upload_snapshot(raw, ebs=client("ebs", region), ec2=ec2, tags=tags, description=name, progress=progress)
-                try:
-                    return register_snapshot(
-                        ec2, snapshot_id=upload.snapshot_id, name=name, volume_gib=upload.volume_gib,
-                        arch=report.arch, boot_mode=report.boot_mode, tags=tags,
-                    )
-                except BaseException:
-                    delete_snapshot(ec2, upload.snapshot_id)
-                    raise
+                return register_snapshot(
+                    ec2, snapshot_id=upload.snapshot_id, name=name, volume_gib=upload.volume_gib,
+                    arch=report.arch, boot_mode=report.boot_mode, tags=tags,
+                )
         vmdk = convert(DiskRef(raw, "raw"), work / "disk.vmdk", fmt="vmdk", image=source.path, progress=progress)
         raw.unlink()
         with aws_errors(f"importing {source.path} with VM Import"):

@@ -4,15 +4,21 @@ Only what the checklist marks ``fix`` is changed (fstab by UUID, DHCP on the fir
 MAC-pinned rules removed, sshd enabled, serial console on), plus the run's public key in the
 login user's ``~/.ssh/authorized_keys`` with the modes sshd insists on. Each change is one entry
 of ``manifest.json``: the file, its text before and after, and why. The original image is only
-read: edits go to the raw copy made by ``convert``.
+read: edits go to the raw copy made by ``convert``, named ``<name>.prepared.raw`` so that it is
+never the original's own name, and refused outright when an output would land on one of the
+image's files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from d2c.errors import UsageError
 from d2c.files import atomic_write_json
@@ -99,15 +105,41 @@ def prepare_raw(raw: Path, source: ImageSource, *, public_key: str | None = None
     return report, edits
 
 
-def prepare_image(image: Path, out_dir: Path, *, public_key: str | None = None, progress: ProgressFn | None = None) -> PreparedImage:
-    """Convert ``image`` to a raw copy in ``out_dir``, apply the fixes, and write ``manifest.json`` there."""
-    source = open_source(image)
+def prepared_name(source: ImageSource) -> str:
+    """The file name of the prepared copy of ``source``: ``<VM name>.prepared.raw``, safe as a file name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.name).strip(".-") or "vm"
+    return f"{slug}.prepared.raw"
+
+
+def refuse_overwriting(source: ImageSource, outputs: tuple[Path, ...]) -> None:
+    """UsageError when any of ``outputs`` is one of the files that make up ``source``."""
+    originals = {*source.files, source.path, source.disk.path}
+    for output in outputs:
+        for original in originals:
+            # samefile also sees through symlinks, hard links and differently spelled paths.
+            if output.exists() and os.path.samefile(output, original):
+                raise UsageError(
+                    f"{output}: writing here would overwrite the image's own file {original}; "
+                    "give -o a folder that does not hold the image's files"
+                )
+
+
+def prepare_image(
+    image: Path, out_dir: Path, *, public_key: str | None = None, progress: ProgressFn | None = None, vm: str | None = None
+) -> PreparedImage:
+    """Convert ``image`` to a raw copy in ``out_dir``, apply the fixes, and write ``manifest.json`` there.
+
+    ``vm`` names the VM to take from an appliance holding several. Nothing is written when an
+    output would replace one of the image's own files.
+    """
+    source = open_source(image, vm=vm)
     out_dir = Path(out_dir)
-    raw = out_dir / f"{source.name}.raw"
+    raw = out_dir / prepared_name(source)
+    manifest = out_dir / "manifest.json"
+    refuse_overwriting(source, (raw, raw.with_name(raw.name + ".partial"), manifest))
     convert(source.disk, raw, fmt="raw", image=source.path, progress=progress)
     try:
         report, edits = prepare_raw(raw, source, public_key=public_key)
-        manifest = out_dir / "manifest.json"
         atomic_write_json(manifest, manifest_dict(source.path, edits))
     except BaseException:
         raw.unlink(missing_ok=True)
@@ -115,9 +147,34 @@ def prepare_image(image: Path, out_dir: Path, *, public_key: str | None = None, 
     return PreparedImage(raw, manifest, report, tuple(edits))
 
 
-def check_image(image: Path, *, progress: ProgressFn | None = None) -> CheckReport:
-    """Run the checklist on ``image`` through a temporary raw copy in the state folder (removed after)."""
-    source = open_source(image)
-    with tempfile.TemporaryDirectory(prefix="check-", dir=state_dir()) as work:
-        raw = convert(source.disk, Path(work) / "disk.raw", fmt="raw", image=source.path, progress=progress)
+def check_image(image: Path, *, progress: ProgressFn | None = None, vm: str | None = None) -> CheckReport:
+    """Run the checklist on ``image`` (its VM ``vm`` for a multi-VM appliance) through a temporary raw copy.
+
+    The copy lives in the state folder while the checks run; a state folder created for it is
+    removed again, so checking leaves nothing behind.
+    """
+    source = open_source(image, vm=vm)
+    with _scratch_folder() as work:
+        raw = convert(source.disk, work / "disk.raw", fmt="raw", image=source.path, progress=progress)
         return check_raw(raw, source.path, os_type=source.os_type)
+
+
+@contextmanager
+def _scratch_folder() -> Iterator[Path]:
+    """A temporary folder inside the state folder; state folders made for it are removed after."""
+    root = state_dir(create=False)
+    missing = []
+    folder = root
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="check-", dir=root) as work:
+            yield Path(work)
+    finally:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:
+                break

@@ -5,7 +5,11 @@ No S3 bucket, no IAM role and no hour-long VM Import: ``start_snapshot``, one
 ``complete_snapshot``. Blocks come from ``qemu-img map`` of the sparse copy, so holes are never
 read, and blocks that read back all zero are skipped too (a new snapshot reads zero wherever no
 block was written). Several blocks go up at once from a thread pool. If anything fails, the
-snapshot is deleted so nothing half-made is left (or billed).
+snapshot is deleted so nothing half-made is left (or billed); if that deletion fails too, the error
+still leads with the original failure and names what to delete by hand.
+
+The AMI is tagged as it is registered (``TagSpecifications``), so no untagged AMI that
+``d2c down --all`` cannot find exists even for a moment on EC2.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
-from d2c.errors import WorkError
+from d2c.aws import aws_errors
+from d2c.errors import D2CError, WorkError
 from executor.image.convert import ProgressFn, data_extents
 from executor.image.source import DiskRef
 
@@ -53,8 +60,44 @@ def checksum(block: bytes) -> str:
     return base64.b64encode(hashlib.sha256(block).digest()).decode()
 
 
-def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    """``tags`` in the ``[{"Key": ..., "Value": ...}]`` form every AWS tagging parameter takes."""
     return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+@contextmanager
+def undone_on_failure(undo: Callable[[], None], action: str) -> Iterator[None]:
+    """Run ``undo`` when the block (doing ``action``) fails, then re-raise the block's own error.
+
+    When ``undo`` fails as well, the error raised still leads with the block's failure (as the
+    one-line d2c error it stands for, AWS errors worded as for ``action``) and appends what could
+    not be cleaned up, so a cleanup failure never takes the place of the real cause.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            undo()
+        except Exception as cleanup:  # noqa: BLE001 - reported inside the original error below
+            if not isinstance(exc, Exception):
+                exc.add_note(str(cleanup))
+                raise
+            original = _as_d2c_error(exc, action)
+            raise type(original)(f"{original.message}; {cleanup}") from exc
+        raise
+
+
+def _as_d2c_error(exc: Exception, action: str) -> D2CError:
+    """``exc`` as the one-line d2c error it is reported as (AWS errors as ``aws_errors`` words them)."""
+    if isinstance(exc, D2CError):
+        return exc
+    try:
+        with aws_errors(action):
+            raise exc
+    except D2CError as translated:
+        return translated
+    except Exception:  # noqa: BLE001 - not an AWS error: name it as it is
+        return WorkError(f"{action}: {type(exc).__name__}: {exc}")
 
 
 def upload_snapshot(
@@ -72,7 +115,7 @@ def upload_snapshot(
     size = Path(raw).stat().st_size
     volume_gib = max(1, math.ceil(size / GIB))
     blocks = candidate_blocks(raw)
-    snapshot_id = ebs.start_snapshot(VolumeSize=volume_gib, Tags=_tag_list(tags), Description=description)["SnapshotId"]
+    snapshot_id = ebs.start_snapshot(VolumeSize=volume_gib, Tags=tag_list(tags), Description=description)["SnapshotId"]
     lock = threading.Lock()
     counts = {"done": 0, "sent": 0, "zero": 0}
     fd = os.open(raw, os.O_RDONLY)
@@ -96,14 +139,12 @@ def upload_snapshot(
                 progress("uploading blocks", counts["done"], len(blocks))
 
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(send, i) for i in blocks]:
-                future.result()
-        ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=counts["sent"])
-        _wait_completed(ec2, snapshot_id, wait_timeout_s)
-    except BaseException:
-        delete_snapshot(ec2, snapshot_id)
-        raise
+        with undone_on_failure(lambda: delete_snapshot(ec2, snapshot_id), f"uploading snapshot {snapshot_id}"):
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for future in [pool.submit(send, i) for i in blocks]:
+                    future.result()
+            ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=counts["sent"])
+            _wait_completed(ec2, snapshot_id, wait_timeout_s)
     finally:
         os.close(fd)
     return SnapshotUpload(snapshot_id, volume_gib, counts["sent"], counts["zero"], counts["sent"] * BLOCK_SIZE)
@@ -115,8 +156,19 @@ def delete_snapshot(ec2, snapshot_id: str) -> None:
         ec2.delete_snapshot(SnapshotId=snapshot_id)
     except Exception as exc:  # noqa: BLE001 - the original failure is re-raised by the caller
         raise WorkError(
-            f"the import failed and snapshot {snapshot_id} could not be deleted ({exc}); "
+            f"snapshot {snapshot_id} could not be deleted ({exc}); "
             f"delete it with 'aws ec2 delete-snapshot --snapshot-id {snapshot_id}'"
+        ) from exc
+
+
+def deregister_image(ec2, image_id: str) -> None:
+    """Deregister an AMI left by a failed import; if that fails too, say which one to remove by hand."""
+    try:
+        ec2.deregister_image(ImageId=image_id)
+    except Exception as exc:  # noqa: BLE001 - the original failure is re-raised by the caller
+        raise WorkError(
+            f"AMI {image_id} could not be deregistered ({exc}); "
+            f"remove it with 'aws ec2 deregister-image --image-id {image_id}'"
         ) from exc
 
 
@@ -134,19 +186,36 @@ def _wait_completed(ec2, snapshot_id: str, timeout_s: float) -> None:
 
 
 def register_snapshot(ec2, *, snapshot_id: str, name: str, volume_gib: int, arch: str, boot_mode: str, tags: dict[str, str]) -> str:
-    """Register an HVM, ENA-enabled AMI booting from ``snapshot_id`` and tag it; returns the AMI id."""
+    """Register an HVM, ENA-enabled AMI booting from ``snapshot_id``, tagged ``tags``; returns the AMI id.
+
+    On any failure nothing is left: the AMI (if registered) is deregistered and the snapshot
+    deleted, in that order, since a snapshot cannot be deleted while an AMI uses it.
+    """
     root = "/dev/xvda"
-    image_id = ec2.register_image(
-        Name=name,
-        Description=f"d2c import of {name}",
-        Architecture=arch,
-        RootDeviceName=root,
-        BlockDeviceMappings=[
-            {"DeviceName": root, "Ebs": {"SnapshotId": snapshot_id, "VolumeSize": volume_gib, "VolumeType": "gp3", "DeleteOnTermination": True}}
-        ],
-        VirtualizationType="hvm",
-        EnaSupport=True,
-        BootMode=boot_mode,
-    )["ImageId"]
-    ec2.create_tags(Resources=[image_id], Tags=_tag_list(tags))
+    action = f"registering AMI {name}"
+    with undone_on_failure(lambda: delete_snapshot(ec2, snapshot_id), action):
+        image_id = ec2.register_image(
+            Name=name,
+            Description=f"d2c import of {name}",
+            Architecture=arch,
+            RootDeviceName=root,
+            BlockDeviceMappings=[
+                {"DeviceName": root, "Ebs": {"SnapshotId": snapshot_id, "VolumeSize": volume_gib, "VolumeType": "gp3", "DeleteOnTermination": True}}
+            ],
+            VirtualizationType="hvm",
+            EnaSupport=True,
+            BootMode=boot_mode,
+            TagSpecifications=[{"ResourceType": "image", "Tags": tag_list(tags)}],
+        )["ImageId"]
+        # EC2 applies TagSpecifications atomically; endpoints that ignore them (moto keeps only the
+        # name) get the same tags here, with the AMI removed again if even that fails.
+        with undone_on_failure(lambda: deregister_image(ec2, image_id), action):
+            ec2.create_tags(Resources=[image_id], Tags=tag_list(tags))
     return image_id
+
+
+def remove_image(ec2, image_id: str, snapshot_ids: list[str]) -> None:
+    """Deregister an AMI a failed import made, then delete its snapshots (which it no longer uses)."""
+    deregister_image(ec2, image_id)
+    for snapshot_id in snapshot_ids:
+        delete_snapshot(ec2, snapshot_id)

@@ -10,6 +10,7 @@ name; a file that is none of these is refused before any tool runs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 import xml.etree.ElementTree as ET
@@ -33,9 +34,13 @@ class DiskRef:
     size: int | None = None
 
     def qemu_args(self) -> list[str]:
-        """The source arguments for qemu-img (``-f FMT FILE`` or a ``json:`` spec for a slice)."""
+        """The source arguments for qemu-img (``-f FMT FILE`` or a ``json:`` spec for a slice).
+
+        The file is always named by its absolute path: qemu-img reads ``name:rest`` before the
+        first ``/`` as a protocol prefix, so a relative ``vm:1.vdi`` would not be opened as a file.
+        """
         if self.size is None:
-            return ["-f", self.format, str(self.path)]
+            return ["-f", self.format, qemu_file_name(self.path)]
         spec = {
             "driver": self.format,
             "file": {
@@ -48,9 +53,17 @@ class DiskRef:
         return ["json:" + json.dumps(spec)]
 
 
+def qemu_file_name(path: Path) -> str:
+    """``path`` as qemu-img must get it to read it as a plain file whatever its name holds (absolute)."""
+    return os.path.abspath(path)
+
+
 @dataclass(frozen=True)
 class ImageSource:
-    """A VM image as d2c sees it: its boot disk, what the VM file says about it, and its files."""
+    """A VM image as d2c sees it: its boot disk, what the VM file says about it, and its files.
+
+    ``vm`` is the name of the chosen VM when the image is an appliance (.ova/.ovf), else None.
+    """
 
     path: Path
     kind: str
@@ -59,19 +72,26 @@ class ImageSource:
     disk: DiskRef
     virtual_size: int
     files: tuple[Path, ...]
+    vm: str | None = None
 
 
-def open_source(path: Path) -> ImageSource:
-    """Read ``path`` (.ova, .ovf, .vbox or a bare disk) and return its boot disk; UsageError if unusable."""
+def open_source(path: Path, *, vm: str | None = None) -> ImageSource:
+    """Read ``path`` (.ova, .ovf, .vbox or a bare disk) and return its boot disk; UsageError if unusable.
+
+    ``vm`` names the VM to use in an appliance holding several; it is required for those and
+    refused for images that are not appliances.
+    """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file; give an .ova, .ovf, .vbox or disk image file")
     suffix = path.suffix.lower()
+    if vm is not None and suffix not in (".ova", ".ovf"):
+        raise UsageError(f"{path}: --vm {vm} names a VM of an appliance, but this is not an .ova or .ovf; leave --vm out")
     if suffix == ".ova":
-        name, os_type, disk = _from_ova(path)
+        name, os_type, disk = _from_ova(path, vm)
         files: tuple[Path, ...] = (path,)
     elif suffix == ".ovf":
-        name, os_type, disk = _from_ovf(path)
+        name, os_type, disk = _from_ovf(path, vm)
         files = (path, disk.path)
     elif suffix == ".vbox":
         name, os_type, disk = _from_vbox(path)
@@ -87,11 +107,12 @@ def open_source(path: Path) -> ImageSource:
         disk=disk,
         virtual_size=_virtual_size(path, disk),
         files=files,
+        vm=name if suffix in (".ova", ".ovf") else None,
     )
 
 
-def _from_ova(path: Path) -> tuple[str, str, DiskRef]:
-    machine = _first_machine(path)
+def _from_ova(path: Path, vm: str | None) -> tuple[str, str, DiskRef]:
+    machine = _pick_machine(path, vm)
     wanted = machine.disks[0].file_name
     try:
         with tarfile.open(path, "r:") as archive:
@@ -108,16 +129,29 @@ def _from_ova(path: Path) -> tuple[str, str, DiskRef]:
     return machine.name, machine.os_type, DiskRef(path, fmt, member.offset_data, member.size)
 
 
-def _from_ovf(path: Path) -> tuple[str, str, DiskRef]:
-    machine = _first_machine(path)
+def _from_ovf(path: Path, vm: str | None) -> tuple[str, str, DiskRef]:
+    machine = _pick_machine(path, vm)
     disk_path = path.parent / machine.disks[0].file_name
     if not disk_path.is_file():
         raise UsageError(f"{path}: the disk file {disk_path.name!r} it names is missing beside it")
     return machine.name, machine.os_type, DiskRef(disk_path, _probe_format(disk_path, 0, disk_path.stat().st_size))
 
 
-def _first_machine(path: Path):
-    machine = read_appliance(path)[0]
+def _pick_machine(path: Path, vm: str | None):
+    """The appliance's VM named ``vm``, or its only VM when ``vm`` is None."""
+    machines = read_appliance(path)
+    names = ", ".join(repr(m.name) for m in machines)
+    if vm is None:
+        if len(machines) > 1:
+            raise UsageError(
+                f"{path}: the appliance holds {len(machines)} VMs ({names}); "
+                "choose one with 'vm:' in the role (or --vm NAME)"
+            )
+        machine = machines[0]
+    else:
+        machine = next((m for m in machines if m.name == vm), None)
+        if machine is None:
+            raise UsageError(f"{path}: the appliance has no VM named {vm!r}; its VMs are {names}")
     if not machine.disks:
         raise UsageError(f"{path}: the appliance declares no disk for {machine.name!r}")
     return machine

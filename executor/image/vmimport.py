@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from d2c.errors import UsageError, WorkError
 from executor.image.convert import ProgressFn
+from executor.image.snapshot_import import remove_image, tag_list, undone_on_failure
 
 ROLE_NAME = "vmimport"
 PART_SIZE = 64 * 2**20
@@ -88,13 +89,17 @@ def run_import(
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Start ``import_image`` on the uploaded VMDK, poll it to the end, tag the AMI; returns its id."""
+    """Start ``import_image`` on the uploaded VMDK, poll it to the end, tag the AMI; returns its id.
+
+    When the AMI cannot be tagged it is deregistered and its snapshots deleted, and the tagging
+    error is raised.
+    """
     task_id = ec2.import_image(
         Description=description,
         DiskContainers=[{"Description": description, "Format": "vmdk", "UserBucket": {"S3Bucket": bucket, "S3Key": key}}],
         BootMode=boot_mode,
         RoleName=ROLE_NAME,
-        TagSpecifications=[{"ResourceType": "import-image-task", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        TagSpecifications=[{"ResourceType": "import-image-task", "Tags": tag_list(tags)}],
     )["ImportTaskId"]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -102,7 +107,11 @@ def run_import(
         status = task.get("Status", "")
         if status == "completed" and task.get("ImageId"):
             image_id = task["ImageId"]
-            ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            snapshots = [d["SnapshotId"] for d in task.get("SnapshotDetails", []) if d.get("SnapshotId")]
+            # VM Import cannot tag the AMI it makes; an AMI left untagged would be invisible to
+            # 'd2c down --all', so it is removed again when tagging fails.
+            with undone_on_failure(lambda: remove_image(ec2, image_id, snapshots), f"tagging AMI {image_id}"):
+                ec2.create_tags(Resources=[image_id], Tags=tag_list(tags))
             return image_id
         if status in ("deleted", "deleting"):
             raise WorkError(f"VM Import task {task_id} failed: {task.get('StatusMessage', 'no reason given')}")
