@@ -1,0 +1,761 @@
+"""One run from plan to report: the state machine behind ``d2c run`` and ``d2c run --resume``.
+
+States (journaled before each step starts, so a crashed controller resumes where it was)::
+
+    created -> provisioning -> provisioned -> uploaded -> running -> fetching -> tearing_down -> finished
+
+* provisioning: the provider launches the plan's hosts, each journaled as soon as its id exists.
+  A run that crashed mid-provisioning is torn down and provisioned again.
+* provisioned: each host learns the cluster (host list, MPI hostfile, environment, SSH mesh) and
+  receives the app folder and the inputs, in parallel.
+* uploaded: role commands start detached (other roles first, the master last).
+* running: the master's log is streamed; the watchdog checks budget and deadline; host states are
+  checked for instances that vanished. A lost spot host other than the master is replaced (same
+  role, type and market; the cluster files are rewritten on every host and the role's command
+  started on the newcomer) when the spend so far plus the fleet's price until the plan's p90 time
+  and the reserve still fits the budget; any other loss stops the run.
+* fetching: outputs and logs are copied back, whatever the outcome, while the master host exists.
+* tearing_down: everything the run created is deleted, then the report is written.
+
+Whatever goes wrong, the run still fetches what it can and tears down; only a user's "detach" at
+Ctrl-C leaves it running (resumable with ``d2c run --resume``, stoppable with ``d2c down``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from d2c.descriptor import Descriptor
+from d2c.errors import D2CError, HostError, UsageError, WorkError
+from d2c.state import runs_dir
+from executor.contextualize import host_files, ordered, ssh_mesh_script
+from executor.journal import Journal, RunRecord
+from executor.providers.base import CapacityError, Machine, Provider, ProvisionRequest, deadman_minutes, machines_from_journal
+from executor.remote_run import CommandWatch, start_command
+from executor.report import InstanceCost, build_report, write_report
+from executor.uploads import DEFAULT_STREAMS, total_bytes, upload
+from executor.watchdog import DEFAULT_RESERVE_S, Clock, Watchdog
+from planner.plans import Plan, PlanSet
+
+MASTER_TAG = "master"
+EXIT_BY_OUTCOME = {"succeeded": 0, "detached": 0, "failed": 1, "stopped": 1}
+
+
+class HostsLost(WorkError):
+    """Hosts of the run stopped outside d2c (spot interruption, someone else's terminate)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Timing knobs of a run; the defaults suit EC2, tests shorten them."""
+
+    poll_s: float = 2.0
+    reserve_s: float = DEFAULT_RESERVE_S
+    states_every_s: float = 15.0
+    unreachable_s: float = 300.0
+    """Give up on a master that has not answered for this long."""
+    streams: int = DEFAULT_STREAMS
+    profile_path: Path | None = None
+    """The profile to append the measured point to after a successful run."""
+
+
+class RunUI(Protocol):
+    """How a run talks to its user; the command line draws bars, tests record."""
+
+    def note(self, message: str) -> None:
+        """A line saying what was done and why."""
+
+    def log_line(self, line: str) -> None:
+        """A line of the master's log."""
+
+    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
+        """The live status line."""
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        """Progress of provisioning, uploads and downloads."""
+
+    def interrupted(self) -> str:
+        """The user pressed Ctrl-C: ``detach`` or ``stop``."""
+
+
+@dataclass
+class RecordingUI:
+    """A RunUI that keeps everything (tests, and runs without a terminal); Ctrl-C means stop."""
+
+    notes: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    lives: list[tuple[float, float, float]] = field(default_factory=list)
+    choice: str = "stop"
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def log_line(self, line: str) -> None:
+        self.log.append(line)
+
+    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
+        self.lives.append((elapsed_s, spent_usd, budget_left_usd))
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        """Progress is not recorded."""
+
+    def interrupted(self) -> str:
+        return self.choice
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, for the command line."""
+
+    run_id: str
+    outcome: str
+    """``succeeded``, ``failed``, ``stopped`` or ``detached``."""
+    message: str
+    report_path: Path | None
+    capacity_error: bool = False
+    """The run failed because the cloud lacked capacity or quota for the plan."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 for success or detach, 1 otherwise."""
+        return EXIT_BY_OUTCOME[self.outcome]
+
+
+def check_plan_matches(descriptor: Descriptor, planset: PlanSet, plan: Plan, plans_path: Path) -> None:
+    """The plan must be made for this descriptor: same name, only its roles, the master included."""
+    if planset.descriptor != descriptor.name:
+        raise UsageError(
+            f"{plans_path}: plans were made for descriptor {planset.descriptor!r}, not {descriptor.name!r} "
+            f"({descriptor.path}); run 'd2c recommend' again"
+        )
+    names = {role.name for role in descriptor.roles}
+    planned = [a.role for a in plan.roles]
+    unknown = sorted(set(planned) - names)
+    if unknown:
+        raise UsageError(f"{plans_path}: plan {plan.rank} has role(s) {', '.join(unknown)} that {descriptor.path} does not define; run 'd2c recommend' again")
+    missing = sorted(r.name for r in descriptor.roles if r.name not in planned and (r.master or r.min_count > 0))
+    if missing:
+        raise UsageError(f"{plans_path}: plan {plan.rank} has no hosts for role(s) {', '.join(missing)} of {descriptor.path}; run 'd2c recommend' again")
+    for allocation in plan.roles:
+        role = descriptor.role(allocation.role)
+        if allocation.count < 1 or (role.master and allocation.count != 1 and len(plan.roles) > 1):
+            raise UsageError(f"{plans_path}: plan {plan.rank} gives role {role.name!r} {allocation.count} hosts; run 'd2c recommend' again")
+
+
+def start_with_fallback(
+    orchestrator: "Orchestrator",
+    descriptor: Descriptor,
+    planset: PlanSet,
+    plan: Plan,
+    *,
+    plans_path: Path,
+    provider_for: Callable[[Plan], Provider],
+    fallback: bool,
+) -> RunResult:
+    """Run ``plan``; when the cloud lacks capacity or quota for it and ``fallback`` is set, run the
+    next-ranked plans in turn (each a run of its own, torn down before the next starts)."""
+    result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path)
+    ranks = sorted(p.rank for p in planset.plans if p.rank > plan.rank)
+    while fallback and result.capacity_error and ranks:
+        plan = planset.plan(ranks.pop(0))
+        orchestrator.ui.note(f"{result.message}; trying plan {plan.rank}, as --next-plan-on-capacity allows")
+        orchestrator.provider = provider_for(plan)
+        result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path)
+    return result
+
+
+def new_run_id(name: str) -> str:
+    """A run id that sorts by time and says what ran: ``<name>-YYYYmmdd-HHMMSS-<hex>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class _Run:
+    """What the orchestrator knows about the run it drives."""
+
+    record: RunRecord
+    descriptor: Descriptor
+    plan: Plan
+    machines: list[Machine] = field(default_factory=list)
+    watchdog: Watchdog | None = None
+    outcome: str | None = None
+    reason: str = ""
+    exit_status: int | None = None
+    capacity_error: bool = False
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.record.run_dir
+
+    def master(self) -> Machine | None:
+        master_role = self.descriptor.master.name
+        return next((m for m in self.machines if m.role == master_role), None)
+
+    def settle(self, outcome: str, reason: str) -> None:
+        """Record the first outcome decided; later ones (e.g. a teardown error) do not override it."""
+        if self.outcome is None:
+            self.outcome, self.reason = outcome, reason
+
+
+class Orchestrator:
+    """Drives runs with one provider, journaling every step."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        provider: Provider,
+        *,
+        ui: RunUI | None = None,
+        clock: Clock = time.time,
+        sleep=time.sleep,
+        settings: RunSettings = RunSettings(),
+    ):
+        self.journal = journal
+        self.provider = provider
+        self.ui = ui or RecordingUI()
+        self.clock = clock
+        self.sleep = sleep
+        self.settings = settings
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def start(self, descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path) -> RunResult:
+        """Check the plan against the descriptor, journal a new run and drive it to the end."""
+        check_plan_matches(descriptor, planset, plan, plans_path)
+        self._check_images(descriptor, plan)
+        run_id = new_run_id(descriptor.name)
+        run_dir = runs_dir() / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        now = self.clock()
+        record = RunRecord(
+            run_id=run_id,
+            provider=self.provider.name,
+            region=plan.region,
+            state="created",
+            descriptor=str(descriptor.path),
+            plans_file=str(Path(plans_path).resolve()),
+            plan_rank=plan.rank,
+            budget_usd=planset.budget_usd,
+            deadline_s=planset.deadline_s,
+            hourly_usd=plan.hourly_usd,
+            run_dir=run_dir,
+            created_at=now,
+            details={
+                "scale": planset.scale,
+                "predicted": {"time_s": asdict(plan.time_s), "cost_usd": asdict(plan.cost_usd)},
+                "simulated": self.provider.simulated,
+                "profile": str(self.settings.profile_path) if self.settings.profile_path else None,
+            },
+        )
+        self.journal.create_run(record)
+        self.journal.event(run_id, "created", f"run of plan {plan.rank} ({self.provider.name})", at=now)
+        label = " (a rehearsal on this machine; costs are simulated)" if self.provider.simulated else ""
+        self.ui.note(f"run {run_id}: plan {plan.rank}, {plan.instance_count} host(s), budget ${planset.budget_usd:.2f}{label}")
+        return self._drive(_Run(record, descriptor, plan))
+
+    def resume(self, run_id: str, descriptor: Descriptor, plan: Plan) -> RunResult:
+        """Pick up a run whose controller stopped (crash, SIGKILL, detach) where it was."""
+        record = self.journal.run(run_id)
+        if not record.active:
+            return RunResult(run_id, record.outcome or "failed", record.message or "", record.run_dir / "report.json")
+        self.journal.event(run_id, "resumed", f"resumed in state {record.state}", at=self.clock())
+        self.ui.note(f"run {run_id}: resuming in state {record.state}")
+        return self._drive(_Run(record, descriptor, plan))
+
+    # -- the state machine ----------------------------------------------------------------------
+
+    def _state(self, run: _Run, state: str) -> None:
+        self.journal.update_run(run.run_id, state=state)
+        run.record = self.journal.run(run.run_id)
+
+    def _drive(self, run: _Run) -> RunResult:
+        details = run.record.details
+        if details.get("outcome"):
+            run.settle(details["outcome"], details.get("reason", ""))
+        try:
+            self._advance(run)
+        except KeyboardInterrupt:
+            self._settle(run, "stopped", "interrupted by the user (Ctrl-C)")
+            self._fetch_safely(run)
+        except D2CError as exc:
+            self._settle(run, "failed", exc.message)
+            run.capacity_error = isinstance(exc, CapacityError)
+            self._fetch_safely(run)
+        if run.outcome == "detached":
+            self.journal.event(run.run_id, "detached", run.reason, at=self.clock())
+            return RunResult(run.run_id, "detached", run.reason, None)
+        return self._teardown_and_report(run)
+
+    def _advance(self, run: _Run) -> None:
+        state = run.record.state
+        if state in ("created", "provisioning"):
+            if state == "provisioning":
+                self._note(run, "teardown", "a previous attempt stopped while provisioning; removing what it launched")
+                self.provider.teardown(run.run_id, self.journal)
+            self._provision(run)
+        run.machines = ordered(machines_from_journal(self.journal, run.run_id), run.descriptor.master.name)
+        run.watchdog = self._watchdog(run)
+        if run.record.state == "provisioned":
+            self._contextualize_and_upload(run)
+        if run.record.state == "uploaded":
+            self._start_commands(run)
+        if run.record.state == "running":
+            self._watch(run)
+            if run.outcome == "detached":
+                return
+        if run.record.state in ("running", "fetching"):
+            self._fetch(run)
+
+    def _check_images(self, descriptor: Descriptor, plan: Plan) -> None:
+        if self.provider.name != "local":
+            return
+        for allocation in plan.roles:
+            role = descriptor.role(allocation.role)
+            if not role.image_is_folder:
+                raise UsageError(
+                    f"{descriptor.path}: role {role.name!r}: a rehearsal with --provider local runs apps given as a folder, "
+                    f"not the VM image {role.image.name}; use --provider aws"
+                )
+
+    def _watchdog(self, run: _Run) -> Watchdog:
+        deadline_at = None
+        if run.record.deadline_s is not None:
+            deadline_at = run.record.created_at + float(run.record.deadline_s)
+        watchdog = Watchdog(
+            machines=machines_from_journal(self.journal, run.run_id, live_only=False),
+            budget_usd=run.record.budget_usd,
+            deadline_at=deadline_at,
+            clock=self.clock,
+            reserve_s=self.settings.reserve_s,
+            ebs_gb=float(run.record.details.get("ebs_gb", 0.0)),
+        )
+        watchdog.add_egress(int(run.record.details.get("egress_bytes", 0)))
+        for instance_id, at in run.record.details.get("ended", {}).items():
+            watchdog.host_ended(instance_id, at)
+        for resource in self.journal.resources(run.run_id, "instance"):
+            if resource.deleted_at is not None:
+                watchdog.host_ended(resource.resource_id, resource.deleted_at)
+        return watchdog
+
+    def _settle(self, run: _Run, outcome: str, reason: str) -> None:
+        """Decide the outcome (the first decision stands) and journal it for a resume."""
+        run.settle(outcome, reason)
+        self.journal.update_run(run.run_id, details={"outcome": run.outcome, "reason": run.reason})
+
+    def _note(self, run: _Run, kind: str, message: str) -> None:
+        self.journal.event(run.run_id, kind, message, at=self.clock())
+        self.ui.note(message)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _provision(self, run: _Run) -> None:
+        self._state(run, "provisioning")
+        record = run.record
+        minutes = deadman_minutes(budget_usd=record.budget_usd, hourly_usd=run.plan.hourly_usd, deadline_s=record.deadline_s)
+        request = ProvisionRequest(
+            run_id=run.run_id,
+            run_dir=run.run_dir,
+            region=run.plan.region,
+            allocations=run.plan.roles,
+            roles={role.name: role for role in run.descriptor.roles},
+            deadman_minutes=minutes,
+            progress=self.ui.progress,
+        )
+        if self.provider.simulated:
+            self._note(run, "provisioning", f"creating {run.plan.instance_count} rehearsal host(s) on this machine")
+        else:
+            self._note(run, "provisioning", f"launching {run.plan.instance_count} host(s); each shuts itself down after {minutes} min at the latest (dead-man switch)")
+        self.provider.provision(request, self.journal)
+        self._state(run, "provisioned")
+        self._note(run, "provisioned", "all hosts are up")
+
+    def _contextualize_and_upload(self, run: _Run) -> None:
+        workdirs = self._contextualize(run)
+        self._note(run, "contextualized", f"{len(run.machines)} host(s) know the cluster (hosts, MPI hostfile, environment)")
+        self._upload(run, run.machines, workdirs)
+        self._state(run, "uploaded")
+
+    def _contextualize(self, run: _Run) -> dict[str, str]:
+        """Tell every host of the run about the cluster; returns (and journals) each host's work folder."""
+        descriptor = run.descriptor
+        cluster_key = self.provider.cluster_key(run.run_id)
+        opened: dict[str, Any] = {}
+
+        def prepare(machine: Machine) -> tuple[str, str]:
+            host = self.provider.open_host(machine)
+            opened[machine.name] = host
+            workdir = self.provider.workdir(machine, descriptor.workdir)
+            result = host.run(f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && pwd", timeout=60)
+            if not result.ok:
+                raise HostError(f"{machine.name}: cannot create the work folder {workdir}: {result.stderr_tail}")
+            workdir_abs = result.stdout_tail.strip().splitlines()[-1]
+            files = host_files(run.machines, machine, run_id=run.run_id, workdir_abs=workdir_abs)
+            script = ["set -e", f"cd {shlex.quote(workdir_abs)}", "mkdir -p .d2c"]
+            script += [f"printf %s {shlex.quote(text)} > {shlex.quote(path)}" for path, text in files.files.items()]
+            if cluster_key:
+                script.append(ssh_mesh_script(run.machines, cluster_key))
+            result = host.run("\n".join(script), timeout=60)
+            if not result.ok:
+                raise HostError(f"{machine.name}: could not write the cluster description: {result.stderr_tail}")
+            return machine.name, workdir_abs
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(16, len(run.machines))) as pool:
+                workdirs = dict(pool.map(prepare, run.machines))
+        finally:
+            for host in opened.values():
+                host.close()
+        self.journal.update_run(run.run_id, details={"workdirs": workdirs})
+        return workdirs
+
+    def _upload(self, run: _Run, machines: list[Machine], workdirs: dict[str, str]) -> None:
+        """Copy the app folder and the inputs to ``machines``, several streams per host."""
+        descriptor = run.descriptor
+        pairs: dict[str, list[tuple[Path, str]]] = {}
+        for machine in machines:
+            role = descriptor.role(machine.role)
+            base = workdirs[machine.name]
+            host_pairs = [(role.image, base)] if role.image_is_folder else []
+            host_pairs += [(t.local, posixpath.join(base, t.remote)) for t in descriptor.inputs]
+            pairs[machine.name] = host_pairs
+        exclude = tuple(Path(t.local) for t in descriptor.outputs)
+        total = total_bytes(pairs, exclude)
+        sent = [0]
+        counting = threading.Lock()
+
+        def on_bytes(n: int) -> None:
+            with counting:
+                sent[0] += n
+                done = sent[0]
+            self.ui.progress("uploading", done, total)
+
+        started = time.monotonic()
+        by_name = {m.name: m for m in machines}
+        copied = upload(
+            {name: (lambda m=by_name[name]: self.provider.open_host(m)) for name in pairs},
+            pairs,
+            streams=self.settings.streams,
+            on_bytes=on_bytes,
+            exclude=exclude,
+        )
+        elapsed = time.monotonic() - started
+        self._note(run, "uploaded", f"uploaded {copied / 1e6:.1f} MB to {len(pairs)} host(s) in {elapsed:.1f} s")
+
+    def _start_role_commands(self, run: _Run, machines: list[Machine], workdirs: dict[str, str]) -> None:
+        """Start the commands of the non-master roles that have one, on ``machines``."""
+        master = run.master()
+        for machine in machines:
+            role = run.descriptor.role(machine.role)
+            if machine is master or not role.command:
+                continue
+            host = self.provider.open_host(machine)
+            try:
+                start_command(host, workdir=workdirs[machine.name], tag=machine.role, command=role.command)
+            finally:
+                host.close()
+
+    def _start_commands(self, run: _Run) -> None:
+        workdirs = self.journal.run(run.run_id).details["workdirs"]
+        master = run.master()
+        self._start_role_commands(run, run.machines, workdirs)
+        host = self.provider.open_host(master)
+        try:
+            start_command(host, workdir=workdirs[master.name], tag=MASTER_TAG, command=run.descriptor.master.command)
+        finally:
+            host.close()
+        now = self.clock()
+        self.journal.update_run(run.run_id, started_at=now, details={"master_started_at": now, "lines_seen": 0})
+        self._state(run, "running")
+        self._note(run, "started", f"the master command is running on {master.name}")
+
+    def _watch(self, run: _Run) -> None:
+        master = run.master()
+        details = run.record.details
+        host = self.provider.open_host(master)
+        watch = CommandWatch(
+            host,
+            workdir=details["workdirs"][master.name],
+            tag=MASTER_TAG,
+            done_file=run.descriptor.done_file,
+            lines_seen=int(details.get("lines_seen", 0)),
+        )
+        log_path = run.run_dir / "logs" / "master.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        last_states = self.clock()
+        unreachable_since: float | None = None
+        try:
+            with open(log_path, "a", encoding="utf-8") as log:
+                while True:
+                    try:
+                        if self._watch_once(run, watch, log):
+                            return
+                        unreachable_since = None
+                        now = self.clock()
+                        if now - last_states >= self.settings.states_every_s:
+                            last_states = now
+                            self._check_hosts(run)
+                        self.sleep(self.settings.poll_s)
+                    except HostError as exc:
+                        now = self.clock()
+                        unreachable_since = unreachable_since or now
+                        if now - unreachable_since >= self.settings.unreachable_s:
+                            raise WorkError(f"lost contact with the master {master.name} for {now - unreachable_since:.0f} s ({exc})") from None
+                        try:
+                            self._check_hosts(run)
+                        except HostsLost:
+                            raise
+                        except WorkError as cloud:
+                            # The network may be down for the cloud API too; the dead-man switch bounds the cost meanwhile.
+                            self.ui.note(f"no answer from {master.name} or the cloud ({cloud}); trying again")
+                        self.sleep(self.settings.poll_s)
+                    except KeyboardInterrupt:
+                        if self.ui.interrupted() == "detach":
+                            run.settle("detached", f"detached; the run goes on: 'd2c run --resume {run.run_id}' follows it, 'd2c down {run.run_id}' stops it")
+                            self.ui.note(run.reason)
+                            return
+                        raise
+        finally:
+            host.close()
+
+    def _watch_once(self, run: _Run, watch: CommandWatch, log) -> bool:
+        """One look at the master; True when the watching is over (ended or stopped)."""
+        poll = watch.poll()
+        for line in poll.lines:
+            log.write(line + "\n")
+            self.ui.log_line(line)
+        if poll.lines:
+            log.flush()
+            self.journal.update_run(run.run_id, details={"lines_seen": watch.lines_seen})
+        watchdog = run.watchdog
+        now = self.clock()
+        if poll.finished:
+            run.exit_status = poll.exit_status if poll.exit_status is not None else 0
+            self.journal.update_run(run.run_id, details={"master_ended_at": now, "exit_status": run.exit_status})
+            if run.exit_status == 0:
+                how = "created the done-file" if poll.exit_status is None else "exited 0"
+                self._settle(run, "succeeded", f"the master command {how}")
+            else:
+                self._settle(run, "failed", f"the master command exited with status {run.exit_status}; outputs and logs were fetched, see 'd2c logs {run.run_id}'")
+            self._note(run, "master-ended", run.reason)
+            return True
+        verdict = watchdog.check()
+        if verdict is not None:
+            self.journal.update_run(run.run_id, details={"master_ended_at": now})
+            self._note(run, f"stop-{verdict.reason}", verdict.message + "; fetching partial outputs and terminating every host")
+            self._settle(run, "stopped", verdict.message)
+            watch.kill()
+            return True
+        started = float(run.record.details.get("master_started_at", run.record.created_at))
+        spent = watchdog.accrued_usd(now)
+        self.ui.live(now - started, spent, watchdog.budget_usd - spent)
+        return False
+
+    def _check_hosts(self, run: _Run) -> None:
+        """Notice hosts that vanished; replace lost spot workers while the budget allows, else stop."""
+        states = self.provider.states(run.run_id, self.journal)
+        lost = [m for m in run.machines if states.get(m.instance_id, "terminated") not in ("pending", "running")]
+        if not lost:
+            return
+        now = self.clock()
+        ended = dict(self.journal.run(run.run_id).details.get("ended", {}))
+        for machine in lost:
+            run.watchdog.host_ended(machine.instance_id, now)
+            ended[machine.instance_id] = now
+            self.journal.mark_deleted(run.run_id, "instance", machine.instance_id)
+        self.journal.update_run(run.run_id, details={"ended": ended})
+        names = ", ".join(f"{m.name} ({m.instance_id}, {states.get(m.instance_id, 'gone')})" for m in lost)
+        master = run.master()
+        if any(m.instance_id == master.instance_id or m.market != "spot" for m in lost):
+            raise HostsLost(f"host(s) {names} stopped outside d2c (a spot interruption or a manual terminate); the run cannot go on without them")
+        needed = self._cost_with_replacements(run, lost, now)
+        if needed > run.watchdog.budget_usd:
+            raise HostsLost(
+                f"spot host(s) {names} were interrupted; replacing them would bring the run to about ${needed:.2f} "
+                f"of the ${run.watchdog.budget_usd:.2f} budget, so it stops"
+            )
+        self._note(run, "replacing", f"spot host(s) {names} were interrupted; launching replacements (the run should stay within about ${needed:.2f} of the ${run.watchdog.budget_usd:.2f} budget)")
+        self._replace(run, lost)
+
+    def _cost_with_replacements(self, run: _Run, lost: list[Machine], now: float) -> float:
+        """Spend so far plus the fleet, replacements included, until the plan's p90 time and the reserve."""
+        started = float(self.journal.run(run.run_id).details.get("master_started_at", now))
+        remaining_s = max(run.plan.time_s.p90 - (now - started), 0.0) + self.settings.reserve_s
+        hourly = run.watchdog.hourly_usd + sum(m.price_usd_h for m in lost)
+        return run.watchdog.accrued_usd(now) + hourly * max(remaining_s, 60.0) / 3600.0
+
+    def _replace(self, run: _Run, lost: list[Machine]) -> None:
+        """Launch one new host per lost one (same role, type and market), tell the cluster, start its role."""
+        counts: dict[str, int] = {}
+        for machine in lost:
+            counts[machine.role] = counts.get(machine.role, 0) + 1
+        every = machines_from_journal(self.journal, run.run_id, live_only=False)
+        first_index = {role: 1 + max(int(m.name.rsplit("-", 1)[-1]) for m in every if m.role == role) for role in counts}
+        record = self.journal.run(run.run_id)
+        spent = run.watchdog.accrued_usd()
+        request = ProvisionRequest(
+            run_id=run.run_id,
+            run_dir=run.run_dir,
+            region=run.plan.region,
+            allocations=tuple(replace(a, count=counts[a.role]) for a in run.plan.roles if a.role in counts),
+            roles={role.name: role for role in run.descriptor.roles},
+            deadman_minutes=deadman_minutes(
+                budget_usd=record.budget_usd - spent,
+                hourly_usd=run.watchdog.hourly_usd + sum(m.price_usd_h for m in lost),
+                deadline_s=None if run.watchdog.deadline_at is None else max(run.watchdog.deadline_at - self.clock(), 60.0),
+            ),
+            progress=self.ui.progress,
+            first_index=first_index,
+        )
+        new = self.provider.provision(request, self.journal)
+        run.watchdog.machines.extend(new)
+        run.machines = ordered(machines_from_journal(self.journal, run.run_id), run.descriptor.master.name)
+        workdirs = self._contextualize(run)
+        self._upload(run, new, workdirs)
+        self._start_role_commands(run, new, workdirs)
+        self._note(run, "replaced", f"{', '.join(m.name for m in new)} joined the run in place of {', '.join(m.name for m in lost)}")
+
+    def _fetch_safely(self, run: _Run) -> None:
+        try:
+            self._fetch(run)
+        except (D2CError, OSError) as exc:
+            self._note(run, "fetch-failed", f"could not fetch outputs: {exc}")
+
+    def _fetch(self, run: _Run) -> None:
+        master = run.master()
+        if master is None or "workdirs" not in self.journal.run(run.run_id).details:
+            return
+        if self.provider.states(run.run_id, self.journal).get(master.instance_id) not in ("pending", "running"):
+            self._note(run, "fetch-skipped", f"the master {master.name} is gone; no outputs to fetch")
+            return
+        self._state(run, "fetching")
+        workdir = self.journal.run(run.run_id).details["workdirs"][master.name]
+        host = self.provider.open_host(master)
+        fetched = []
+        nbytes = 0
+        try:
+            for index, transfer in enumerate(run.descriptor.outputs, start=1):
+                self.ui.progress("downloading", index - 1, len(run.descriptor.outputs))
+                try:
+                    host.get(posixpath.join(workdir, transfer.remote), transfer.local)
+                except HostError as exc:
+                    self._note(run, "output-missing", f"output {transfer.remote} not fetched: {exc}")
+                    fetched.append({"remote": transfer.remote, "local": str(transfer.local), "fetched": False})
+                    continue
+                nbytes += _size(transfer.local)
+                fetched.append({"remote": transfer.remote, "local": str(transfer.local), "fetched": True})
+            self.ui.progress("downloading", len(run.descriptor.outputs), len(run.descriptor.outputs))
+            try:
+                host.get(posixpath.join(workdir, ".d2c", f"{MASTER_TAG}.log"), run.run_dir / "logs" / "master.log")
+            except HostError:
+                pass
+        finally:
+            host.close()
+        run.watchdog.add_egress(nbytes)
+        self.journal.update_run(run.run_id, details={"outputs": fetched, "egress_bytes": run.watchdog.egress_bytes})
+        got = [f["local"] for f in fetched if f["fetched"]]
+        self._note(run, "fetched", f"fetched {len(got)} of {len(fetched)} output(s) ({nbytes / 1e6:.2f} MB)" + (f": {', '.join(got)}" if got else ""))
+
+    def _teardown_and_report(self, run: _Run) -> RunResult:
+        if not run.machines:
+            run.machines = machines_from_journal(self.journal, run.run_id, live_only=False)
+        if run.watchdog is None:
+            run.watchdog = self._watchdog(run)
+        self._state(run, "tearing_down")
+        teardown_error = None
+        try:
+            for line in self.provider.teardown(run.run_id, self.journal):
+                self.journal.event(run.run_id, "deleted", line, at=self.clock())
+        except D2CError as exc:
+            teardown_error = f"teardown incomplete ({exc}); run 'd2c down {run.run_id}'"
+        now = self.clock()
+        for machine in run.watchdog.machines:
+            run.watchdog.host_ended(machine.instance_id, now)
+        if run.outcome is None:
+            run.settle("failed", "the run ended without a result")
+        message = run.reason if teardown_error is None else f"{run.reason}; {teardown_error}"
+        if teardown_error is None:
+            self._note(run, "torn-down", f"deleted everything the run created ({len(run.machines)} host(s))")
+        else:
+            self._note(run, "teardown-failed", teardown_error)
+        calibrated = self._calibrate(run)
+        report_path = self._write_report(run, now, calibrated)
+        self.journal.update_run(run.run_id, state="finished", finished_at=now, outcome=run.outcome, message=message)
+        outcome = run.outcome if teardown_error is None else "failed"
+        return RunResult(run.run_id, outcome, message, report_path, capacity_error=run.capacity_error)
+
+    def _calibrate(self, run: _Run) -> bool:
+        """Append a successful cloud run to the profile (effective workers as profiler.fleet counts them)."""
+        profile = self.settings.profile_path
+        details = self.journal.run(run.run_id).details
+        if run.outcome != "succeeded" or self.provider.simulated or profile is None or not Path(profile).is_file():
+            return False
+        from profiler.calibration import append_calibration
+        from profiler.fleet import instance_capacity
+        from profiler.profile_file import load_profile
+
+        host_speed = load_profile(Path(profile)).host.speed
+        effective = sum(
+            a.count * instance_capacity(a.instance_type.split(".")[0], a.arch, a.vcpus, host_speed).effective_workers for a in run.plan.roles
+        )
+        largest = max(run.plan.roles, key=lambda a: a.count * a.vcpus)
+        append_calibration(
+            Path(profile),
+            scale=float(details.get("scale", 1.0)),
+            workers=effective,
+            wall_s=float(details["master_ended_at"]) - float(details["master_started_at"]),
+            instance_type=largest.instance_type,
+            count=largest.count,
+        )
+        self._note(run, "calibrated", f"appended the measured run to {profile}")
+        return True
+
+    def _write_report(self, run: _Run, now: float, calibrated: bool) -> Path:
+        details = self.journal.run(run.run_id).details
+        costs = run.watchdog.cost_by_instance(now)
+        instances = [InstanceCost(m, run.watchdog.ended.get(m.instance_id, now), costs[m.instance_id]) for m in run.watchdog.machines]
+        wall_s = None
+        if "master_started_at" in details and "master_ended_at" in details:
+            wall_s = float(details["master_ended_at"]) - float(details["master_started_at"])
+        report = build_report(
+            run_id=run.run_id,
+            descriptor=run.descriptor.name,
+            provider=self.provider.name,
+            simulated=self.provider.simulated,
+            plan_rank=run.plan.rank,
+            region=run.plan.region,
+            outcome=run.outcome,
+            reason=run.reason,
+            exit_status=run.exit_status if run.exit_status is not None else details.get("exit_status"),
+            started_at=run.record.created_at,
+            finished_at=now,
+            wall_s=wall_s,
+            budget_usd=run.record.budget_usd,
+            instances=instances,
+            extra_usd=run.watchdog.accrued_usd(now) - sum(costs.values()),
+            predicted_time_s=details.get("predicted", {}).get("time_s", {}),
+            predicted_cost_usd=details.get("predicted", {}).get("cost_usd", {}),
+            outputs=details.get("outputs", []),
+            calibrated=calibrated,
+        )
+        return write_report(run.run_dir, report)
+
+
+def _size(path: Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

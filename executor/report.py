@@ -1,0 +1,145 @@
+"""The run report, ``<run folder>/report.json``: what the run took and cost against the plan.
+
+Format (``version`` 1)::
+
+    {"version": 1, "run_id": "...", "descriptor": "<name>", "provider": "aws"|"local",
+     "simulated": bool, "plan_rank": 1, "region": "...",
+     "outcome": "succeeded"|"failed"|"stopped", "reason": "...", "exit_status": int|null,
+     "started_at": ISO-8601, "finished_at": ISO-8601,
+     "wall_s": seconds the master command ran (null when it never started),
+     "total_s": seconds from the first launch to the end of teardown,
+     "cost_usd": accrued total, "budget_usd": ...,
+     "instances": [{"instance_id", "name", "role", "instance_type", "market", "price_usd_h",
+                    "launched_at", "ended_at", "cost_usd"}],
+     "predicted": {"time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}},
+     "outputs": [{"remote", "local", "fetched": bool}], "calibrated": bool}
+
+For a rehearsal (``simulated`` true) the costs are what the plan's prices would have charged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from d2c.errors import UsageError
+from d2c.files import atomic_write_json
+from executor.providers.base import Machine
+
+REPORT_VERSION = 1
+REPORT_NAME = "report.json"
+
+
+@dataclass(frozen=True)
+class InstanceCost:
+    """One host's life and what it cost."""
+
+    machine: Machine
+    ended_at: float
+    cost_usd: float
+
+
+def iso(epoch: float | None) -> str | None:
+    """An epoch time as ISO-8601 UTC."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def build_report(
+    *,
+    run_id: str,
+    descriptor: str,
+    provider: str,
+    simulated: bool,
+    plan_rank: int,
+    region: str,
+    outcome: str,
+    reason: str,
+    exit_status: int | None,
+    started_at: float,
+    finished_at: float,
+    wall_s: float | None,
+    budget_usd: float,
+    instances: list[InstanceCost],
+    extra_usd: float,
+    predicted_time_s: dict[str, float],
+    predicted_cost_usd: dict[str, float],
+    outputs: list[dict[str, Any]],
+    calibrated: bool,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict."""
+    first_launch = min((c.machine.launched_at for c in instances), default=started_at)
+    return {
+        "version": REPORT_VERSION,
+        "run_id": run_id,
+        "descriptor": descriptor,
+        "provider": provider,
+        "simulated": simulated,
+        "plan_rank": plan_rank,
+        "region": region,
+        "outcome": outcome,
+        "reason": reason,
+        "exit_status": exit_status,
+        "started_at": iso(started_at),
+        "finished_at": iso(finished_at),
+        "wall_s": None if wall_s is None else round(wall_s, 3),
+        "total_s": round(finished_at - first_launch, 3),
+        "cost_usd": round(sum(c.cost_usd for c in instances) + extra_usd, 6),
+        "budget_usd": budget_usd,
+        "instances": [
+            {
+                "instance_id": c.machine.instance_id,
+                "name": c.machine.name,
+                "role": c.machine.role,
+                "instance_type": c.machine.instance_type,
+                "market": c.machine.market,
+                "price_usd_h": c.machine.price_usd_h,
+                "launched_at": iso(c.machine.launched_at),
+                "ended_at": iso(c.ended_at),
+                "cost_usd": round(c.cost_usd, 6),
+            }
+            for c in instances
+        ],
+        "predicted": {"time_s": predicted_time_s, "cost_usd": predicted_cost_usd},
+        "outputs": outputs,
+        "calibrated": calibrated,
+    }
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
+    """Write ``report.json`` into the run folder atomically."""
+    path = Path(run_dir) / REPORT_NAME
+    atomic_write_json(path, report)
+    return path
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    """Read a run's report; UsageError when the run has none yet."""
+    path = Path(run_dir) / REPORT_NAME
+    if not path.is_file():
+        raise UsageError(f"{path}: no report yet; the run has not finished (see 'd2c status')")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """A short human summary of a report."""
+    label = " (simulated)" if report["simulated"] else ""
+    predicted = report["predicted"]
+    lines = [
+        f"run {report['run_id']}: {report['outcome']} — {report['reason']}",
+        f"provider {report['provider']}{label}, plan {report['plan_rank']}, region {report['region']}",
+    ]
+    if report["wall_s"] is not None:
+        lines.append(
+            f"app wall time {report['wall_s']:.1f} s (predicted p50 {predicted['time_s'].get('p50', 0):.1f} s, "
+            f"p90 {predicted['time_s'].get('p90', 0):.1f} s)"
+        )
+    lines.append(
+        f"cost ${report['cost_usd']:.4f}{label} of ${report['budget_usd']:.2f} budget (predicted p50 "
+        f"${predicted['cost_usd'].get('p50', 0):.4f}, p90 ${predicted['cost_usd'].get('p90', 0):.4f})"
+    )
+    for item in report["instances"]:
+        lines.append(f"  {item['name']:<12} {item['instance_type']:<12} {item['market']:<10} ${item['cost_usd']:.4f}")
+    return lines

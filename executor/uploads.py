@@ -1,0 +1,117 @@
+"""Copying the app and its inputs to many hosts at once, several SFTP streams per host.
+
+One SFTP channel is limited by its window and round trips, not by the link, so the files bound
+for one host are split (largest first, onto the least loaded stream) across ``streams``
+connections that copy concurrently; every host is served at the same time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from d2c.errors import HostError
+from d2c.transport.base import Host
+
+DEFAULT_STREAMS = 4
+
+
+@dataclass(frozen=True)
+class FileCopy:
+    """One file to copy: its local path, its absolute remote path and its size."""
+
+    local: Path
+    remote: str
+    size: int
+
+
+def plan_copies(pairs: list[tuple[Path, str]], exclude: tuple[Path, ...] = ()) -> list[FileCopy]:
+    """Expand (local file or folder, remote path) pairs into single-file copies.
+
+    Files under ``exclude`` (e.g. where earlier runs' outputs landed inside the app folder) are left out.
+    """
+    copies = []
+    for local, remote in pairs:
+        local = Path(local)
+        if local.is_dir():
+            for path in sorted(local.rglob("*")):
+                if path.is_file() and not _skipped(path.relative_to(local)) and not any(path.is_relative_to(e) for e in exclude):
+                    rel = path.relative_to(local).as_posix()
+                    copies.append(FileCopy(path, posixpath.join(remote, rel), path.stat().st_size))
+        elif local.is_file():
+            copies.append(FileCopy(local, remote, local.stat().st_size))
+        else:
+            raise HostError(f"{local} does not exist; it is named in the descriptor's inputs")
+    return copies
+
+
+def _skipped(relative: Path) -> bool:
+    """The controller's own state and Python caches are not part of the app."""
+    return any(part in (".d2c", "__pycache__", ".git") for part in relative.parts)
+
+
+def split_streams(copies: list[FileCopy], streams: int) -> list[list[FileCopy]]:
+    """Greedy balance by bytes: each file, largest first, goes to the lightest stream."""
+    buckets: list[list[FileCopy]] = [[] for _ in range(max(1, streams))]
+    loads = [0] * len(buckets)
+    for copy in sorted(copies, key=lambda c: c.size, reverse=True):
+        lightest = loads.index(min(loads))
+        buckets[lightest].append(copy)
+        loads[lightest] += copy.size
+    return [bucket for bucket in buckets if bucket]
+
+
+def upload(
+    open_hosts: dict[str, Callable[[], Host]],
+    pairs: dict[str, list[tuple[Path, str]]],
+    *,
+    streams: int = DEFAULT_STREAMS,
+    on_bytes: Callable[[int], None] | None = None,
+    exclude: tuple[Path, ...] = (),
+) -> int:
+    """Copy ``pairs[name]`` to each host ``name`` (``open_hosts[name]()`` makes a connection).
+
+    Returns the bytes copied. Remote folders are created first, in one command per host.
+    """
+    jobs: list[tuple[Callable[[], Host], list[FileCopy]]] = []
+    for name, host_pairs in pairs.items():
+        copies = plan_copies(host_pairs, exclude)
+        if not copies:
+            continue
+        folders = sorted({posixpath.dirname(c.remote) for c in copies})
+        host = open_hosts[name]()
+        try:
+            result = host.run("mkdir -p " + " ".join(shlex.quote(f) for f in folders), timeout=60)
+            if not result.ok:
+                raise HostError(f"{host.name}: cannot create {folders[0]}: {result.stderr_tail}")
+        finally:
+            host.close()
+        jobs.extend((open_hosts[name], bucket) for bucket in split_streams(copies, streams))
+
+    def copy_bucket(job: tuple[Callable[[], Host], list[FileCopy]]) -> int:
+        make_host, bucket = job
+        host = make_host()
+        sent = 0
+        try:
+            for copy in bucket:
+                host.put(copy.local, copy.remote)
+                sent += copy.size
+                if on_bytes:
+                    on_bytes(copy.size)
+        finally:
+            host.close()
+        return sent
+
+    if not jobs:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
+        return sum(pool.map(copy_bucket, jobs))
+
+
+def total_bytes(pairs: dict[str, list[tuple[Path, str]]], exclude: tuple[Path, ...] = ()) -> int:
+    """The bytes :func:`upload` will copy for ``pairs``."""
+    return sum(c.size for host_pairs in pairs.values() for c in plan_copies(host_pairs, exclude))
