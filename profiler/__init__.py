@@ -1,1 +1,12 @@
-"""The measure layer: run the app at small scales, sample it, and fit its scaling model."""
+"""The measure layer: run the app at small scales, sample it, and fit its scaling model.
+
+* ``host_facts``: CPU model, cores, memory and a single-core speed score of the profiling host;
+* ``sampling``: process-tree samplers (psutil locally, ``/proc`` over SSH) and their summary;
+* ``experiment``: one profiling point run and sampled; ``design``: which point next, inside the
+  time box; ``session``: the loop of a ``d2c profile`` run;
+* ``model``: the runtime and memory model (NNLS over Amdahl, Ernest and USL features, chosen by
+  cross-validation, bootstrap intervals, the memory-pressure regime);
+* ``runs``: a measured run; ``runs_csv``: ``d2c profile import``; ``calibration``: cloud runs fed
+  back; ``profile_file``: profile.json (its format is documented there); ``fit_plot``: the plot;
+* ``prediction`` and ``fleet``: what the planner sees, and how instances map onto workers.
+"""

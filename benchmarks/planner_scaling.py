@@ -1,0 +1,163 @@
+"""Planner scaling: time to find the top-5 plans against catalog size, ILP against brute force.
+
+Catalogs of 100 to 50,000 candidate (type, region, market) rows are built from the reference
+sample (/work/shared/data/aws-ec2-vms-sample.csv, read in place): smaller ones are seeded
+subsets of its regions, larger ones add synthetic regions whose prices are the real ones times a
+seeded factor in [0.9, 1.1]. The app is single-role (every instance runs workers, 1..63 of them)
+with a known Amdahl model, $50 budget and a 3 h deadline.
+
+Measured per size, in one run:
+
+* ``build``: candidates, capacity levels, per-region problems and dominance pruning;
+* ``cbc`` / ``highs``: the exact top-5 search (``planner.ranking.best_plans``) after the build;
+* ``brute``: the original Desktop to Cloud search, every type x count 1..63 evaluated one at a
+  time (``planner.enumeration.best_homogeneous_loop``) over all rows, build included;
+* exactness: the ILP restricted to single-type fleets (``--homogeneous``) must find exactly the
+  brute force's optimum, and the mixed ILP's plan may only be cheaper.
+
+Usage: ``python benchmarks/planner_scaling.py [--sizes 100,1000,...] [--repeats 3]``; prints a
+Markdown table for benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from planner import ranking  # noqa: E402
+from planner.billing import BillingRules  # noqa: E402
+from planner.candidates import Limits, build_candidates  # noqa: E402
+from planner.catalog import Catalog  # noqa: E402
+from planner.catalog_csv import read_catalog_csv  # noqa: E402
+from planner.enumeration import best_homogeneous_loop  # noqa: E402
+from planner.problem import RoleGroup, build_levels, build_subproblems, capacity_range  # noqa: E402
+from profiler.prediction import Estimate, MemoryEstimate  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aws-ec2-vms-sample.csv"
+SIZES = (100, 300, 1000, 3000, 0, 10_000, 20_000, 50_000)
+"""Candidate rows; 0 stands for the whole sample (all types, all regions, both markets)."""
+BUDGET, DEADLINE = 50.0, 3 * 3600.0
+WORKERS = RoleGroup("app", 1, 63, works=True, hosts_master=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Amdahl:
+    """T = 300·s + 72000·s/w (20 h on one desktop core), p90 15 % above; 400 MB per worker."""
+
+    full_scale: float = 1.0
+
+    def runtime(self, scale, workers, *, host_memory_mb=None, workers_per_host=None) -> Estimate:
+        p50 = 300.0 * scale + 72_000.0 * scale / workers
+        return Estimate(p50, 1.15 * p50)
+
+    def memory(self, scale, workers) -> MemoryEstimate:
+        return MemoryEstimate(per_worker_mb=400.0, master_mb=800.0)
+
+
+def rows(catalog: Catalog) -> int:
+    return sum(1 + (o.spot_usd_h is not None) for o in catalog.offers)
+
+
+def catalog_of(sample: Catalog, size: int, seed: int = 7) -> Catalog:
+    """About ``size`` candidate rows from the sample (0: the sample itself)."""
+    if size == 0:
+        return sample
+    rng = np.random.default_rng(seed)
+    regions = sorted({o.region for o in sample.offers})
+    per_region = rows(sample) / len(regions)
+    offers = list(sample.offers)
+    copy = 1
+    while len(offers) * 2 < size:
+        factor = {o.instance_type: rng.uniform(0.9, 1.1) for o in sample.offers}
+        offers += [
+            dataclasses.replace(
+                o,
+                region=f"{o.region}-x{copy}",
+                on_demand_usd_h=round(o.on_demand_usd_h * factor[o.instance_type], 5),
+                spot_usd_h=None if o.spot_usd_h is None else round(o.spot_usd_h * factor[o.instance_type], 5),
+            )
+            for o in sample.offers
+        ]
+        copy += 1
+    if size < rows(sample):
+        keep = set(rng.choice(regions, size=max(1, int(round(size / per_region))), replace=False))
+        offers = [o for o in offers if o.region in keep]
+    # Trim to the size with a seeded choice of rows.
+    picked = rng.permutation(len(offers))
+    chosen, total = [], 0
+    for index in picked:
+        if total >= size:
+            break
+        chosen.append(offers[index])
+        total += 1 + (offers[index].spot_usd_h is not None)
+    return Catalog(tuple(chosen), "benchmark", sample.fetched_at)
+
+
+def build(catalog: Catalog, limits: Limits, prune: bool = True):
+    candidates = build_candidates(catalog, limits)
+    lo, hi = capacity_range(candidates, WORKERS, limits.max_instances)
+    levels = build_levels(Amdahl(), 1.0, lo, hi)
+    return build_subproblems(
+        candidates, WORKERS, None, levels, BillingRules(), max_instances=limits.max_instances, homogeneous=limits.homogeneous, prune=prune
+    ), len(candidates)
+
+
+def timed(function, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--brute-repeats", type=int, default=1, help="brute force is slow at large sizes")
+    args = parser.parse_args()
+    sample = read_catalog_csv(SAMPLE, source="sample")
+    limits = Limits(budget_usd=BUDGET, deadline_s=DEADLINE)
+    homogeneous = dataclasses.replace(limits, homogeneous=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    print(f"machine: {cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}")
+    print("| candidate rows | kept after pruning | build s | ILP top-5 CBC s | ILP top-5 HiGHS s | brute force 1..63 s | brute / (build + CBC) | #1 $ ILP (mixed) | #1 $ brute (single type) | single-type ILP = brute |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        catalog = catalog_of(sample, size)
+        build_s, (subs, n_rows) = timed(lambda: build(catalog, limits), args.repeats)
+        kept = sum(len(s.workers.cands) for s in subs)
+        cbc_s, top_cbc = timed(lambda: ranking.best_plans(subs, top=5, budget_usd=BUDGET, deadline_s=DEADLINE, solver="cbc"), args.repeats)
+        highs_s, top_highs = timed(lambda: ranking.best_plans(subs, top=5, budget_usd=BUDGET, deadline_s=DEADLINE, solver="highs"), args.repeats)
+        assert [round(f.evaluation.cost50, 9) for f in top_cbc] == [round(f.evaluation.cost50, 9) for f in top_highs]
+
+        def brute():
+            full, _ = build(catalog, limits, prune=False)
+            return best_homogeneous_loop(full, budget_usd=BUDGET, deadline_s=DEADLINE, max_count=63)
+
+        brute_s, baseline = timed(brute, args.brute_repeats)
+        single_subs, _ = build(catalog, homogeneous)
+        single = ranking.best_plans(single_subs, top=1, budget_usd=BUDGET, deadline_s=DEADLINE, solver="cbc")
+        exact = bool(single) and baseline is not None and abs(single[0].evaluation.cost50 - baseline.evaluation.cost50) <= 1e-9
+        assert exact, f"size {size}: single-type ILP {single[0].evaluation.cost50 if single else None} != brute force {baseline.evaluation.cost50 if baseline else None}"
+        assert top_cbc[0].evaluation.cost50 <= baseline.evaluation.cost50 + 1e-9
+        print(
+            f"| {n_rows:,}{' (whole sample)' if size == 0 else ''} | {kept:,} | {build_s:.2f} | {cbc_s:.2f} | {highs_s:.2f} | {brute_s:.2f} | "
+            f"{brute_s / (build_s + cbc_s):.1f}x | {top_cbc[0].evaluation.cost50:.4f} | {baseline.evaluation.cost50:.4f} | {'yes' if exact else 'NO'} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Catalog offers as planning candidates: one row per (instance type, region, market).
+
+A candidate carries what the integer program needs: its price in that market, its capacity in
+the profile model's effective workers (``profiler.fleet.instance_capacity``), its memory and its
+spot interruption rate. :class:`Limits` are the user's constraints; the filters here
+(regions, market, architecture, include/exclude) drop offers before any arithmetic.
+
+Capacity is counted in whole *units* of 1/``UNITS_PER_WORKER`` of a desktop-core worker, so
+that capacity sums are exact integers for the solver and the brute-force check alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.billing import interruption_rate_per_s
+from planner.catalog import Catalog, InstanceOffer
+from profiler.fleet import instance_capacity
+
+UNITS_PER_WORKER = 100
+MARKET_CHOICES = ("on-demand", "spot", "any")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The user's constraints on a plan."""
+
+    budget_usd: float
+    """The whole run, overheads included; a plan's p90 cost must fit."""
+    deadline_s: float | None = None
+    """A plan's p90 time must meet it."""
+    regions: tuple[str, ...] = ()
+    """Empty: every region in the catalog."""
+    market: str = "any"
+    include: tuple[str, ...] = ()
+    """Families (``c6i``) or types (``c6i.xlarge``) to choose from; empty: all."""
+    exclude: tuple[str, ...] = ()
+    max_instances: int | None = None
+    homogeneous: bool = False
+    """One instance type per role."""
+    arch: str | None = None
+    """``x86_64`` or ``arm64`` when the images fix it; None: either."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One instance type in one region and market, priced and sized for this app."""
+
+    offer: InstanceOffer
+    market: str
+    price_usd_h: float
+    capacity_units: int
+    """Effective desktop-core workers of one instance, in 1/UNITS_PER_WORKER units."""
+    workers_per_instance: int
+    rate_per_s: float
+    """Spot interruption rate; 0 on demand."""
+
+    @property
+    def instance_type(self) -> str:
+        return self.offer.instance_type
+
+    @property
+    def region(self) -> str:
+        return self.offer.region
+
+    @property
+    def vcpus(self) -> int:
+        return self.offer.vcpus
+
+    @property
+    def memory_mb(self) -> float:
+        return self.offer.memory_gib * 1024.0
+
+
+def _matches(offer: InstanceOffer, names: tuple[str, ...]) -> bool:
+    return offer.instance_type in names or offer.family in names
+
+
+def build_candidates(catalog: Catalog, limits: Limits, host_speed: float = 1.0) -> list[Candidate]:
+    """Every (type, region, market) row the limits allow, with a price and some capacity."""
+    markets = ("on-demand", "spot") if limits.market == "any" else (limits.market,)
+    regions = set(limits.regions)
+    rows: list[Candidate] = []
+    for offer in catalog.offers:
+        if regions and offer.region not in regions:
+            continue
+        if limits.arch and offer.arch != limits.arch:
+            continue
+        if limits.include and not _matches(offer, limits.include):
+            continue
+        if limits.exclude and _matches(offer, limits.exclude):
+            continue
+        capacity = instance_capacity(offer.family, offer.arch, offer.vcpus, host_speed)
+        units = round(capacity.effective_workers * UNITS_PER_WORKER)
+        if units < 1 or capacity.workers_per_instance < 1:
+            continue
+        for market in markets:
+            price = offer.on_demand_usd_h if market == "on-demand" else offer.spot_usd_h
+            if price is None or price <= 0:
+                continue
+            rate = interruption_rate_per_s(offer.interruption_bucket) if market == "spot" else 0.0
+            rows.append(Candidate(offer, market, float(price), units, capacity.workers_per_instance, rate))
+    return rows
+
+
+def describe_filters(limits: Limits) -> str:
+    """The filters in force, for a message saying that nothing matched them."""
+    parts = [f"market {limits.market}"]
+    if limits.regions:
+        parts.append("regions " + ",".join(limits.regions))
+    if limits.arch:
+        parts.append(f"architecture {limits.arch}")
+    if limits.include:
+        parts.append("types " + ",".join(limits.include))
+    if limits.exclude:
+        parts.append("excluding " + ",".join(limits.exclude))
+    return ", ".join(parts)

@@ -1,0 +1,324 @@
+"""The planning problem the integer program solves and the brute-force check enumerates.
+
+Semantics (the model both solve exactly):
+
+* **Capacity levels.** A fleet's capacity ``W`` is the sum over its working instances of their
+  effective workers (``profiler.fleet``), in integer units. ``W`` is read on a grid of levels:
+  every unit from the smallest instance's capacity up, in steps of ``LEVEL_RATIO`` (2 %, at
+  least one unit). *A fleet's runtime is the model's runtime at the largest level its capacity
+  reaches*, so a prediction is conservative by at most one step (2 %).
+* **Monotone model.** Level runtimes are the model's p50 and p90 made non-increasing (a running
+  minimum), and the grid stops at the model's fastest point: the planner offers no fleet larger
+  than the one the model predicts to be fastest. Per-worker and master memory at a level are the
+  largest the model predicts at that level or above (exact for models whose per-worker memory
+  does not grow with the worker count, conservative otherwise). Together these make a bigger
+  fleet never slower and never short of memory, which keeps the pruning below exact.
+* **Memory.** Every host must hold ``MEMORY_HEADROOM`` (1.10) times its predicted peak RSS: its
+  workers times the per-worker peak, plus the master's peak on hosts of a role that runs the
+  master (each host of a single-role app is sized as if it ran the master too). Fleets that fit
+  run in the model's in-memory regime, so the runtime is not asked for a spilling one.
+* **Roles.** One working role (the worker role, or the master role when it is the only role)
+  whose instances may mix types unless homogeneous, and optionally a separate master role of
+  exactly one instance that runs no workers. A plan stays in one region and one market.
+* **Cost and time** follow ``planner.billing``: each instance's p50 (p90) cost is its billing at
+  the level's p50 (p90) runtime; the plan's time is the slowest type's time.
+* **Dominance.** Within a region and market, a type that another type matches or beats on
+  capacity, price, interruption rate, memory per worker (and vCPUs, when a quota applies) is
+  dropped: swapping it for the better type never makes a plan worse. Ranked plans are therefore
+  distinct mixes of undominated types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.billing import BillingRules, instance_usd, plan_fixed_usd, plan_seconds
+from planner.candidates import UNITS_PER_WORKER, Candidate
+from profiler.prediction import RuntimePredictor
+
+LEVEL_RATIO = 1.02
+MEMORY_HEADROOM = 1.10
+
+
+@dataclass(frozen=True)
+class RoleGroup:
+    """A role as the planner sees it."""
+
+    role: str
+    min_count: int
+    max_count: int
+    works: bool
+    """Its instances run the app's workers and make up the fleet's capacity."""
+    hosts_master: bool
+    """Its hosts also hold the master process (sized for it)."""
+    ebs_gb: float | None = None
+    """Root volume per instance; None: the billing rules' default."""
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The capacity grid and the model's predictions on it."""
+
+    bounds: np.ndarray
+    """Capacity units where each level starts, plus one sentinel past the last level."""
+    t50: np.ndarray
+    t90: np.ndarray
+    worker_mb: np.ndarray
+    master_mb: np.ndarray
+
+    @property
+    def units(self) -> np.ndarray:
+        return self.bounds[:-1]
+
+    @property
+    def upper(self) -> np.ndarray:
+        """Largest capacity (units) each level covers."""
+        return self.bounds[1:] - 1
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def index(self, units: int) -> int:
+        """The level a fleet of ``units`` capacity reaches; -1 below the grid or past its top."""
+        k = int(np.searchsorted(self.bounds, units, side="right")) - 1
+        return k if 0 <= k < len(self) else -1
+
+
+def level_bounds(lo_units: int, hi_units: int, ratio: float = LEVEL_RATIO) -> np.ndarray:
+    """Level starts from ``lo_units`` until past ``hi_units``, plus the sentinel."""
+    points = [max(1, int(lo_units))]
+    while points[-1] <= hi_units:
+        points.append(max(points[-1] + 1, int(np.ceil(points[-1] * ratio))))
+    return np.asarray(points, dtype=np.int64)
+
+
+def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_units: int) -> Levels:
+    """Sample the model on the grid and make it monotone (see the module docstring)."""
+    bounds = level_bounds(lo_units, hi_units)
+    workers = bounds[:-1] / UNITS_PER_WORKER
+    estimates = [predictor.runtime(scale, float(w)) for w in workers]
+    t50 = np.array([e.p50 for e in estimates], dtype=float)
+    t90 = np.maximum(np.array([e.p90 for e in estimates], dtype=float), t50)
+    top = max(int(np.argmin(t50)), int(np.argmin(t90))) + 1
+    bounds, workers, t50, t90 = bounds[: top + 1], workers[:top], t50[:top], t90[:top]
+    memory = [predictor.memory(scale, float(w)) for w in workers]
+    worker_mb = np.array([m.per_worker_mb for m in memory], dtype=float)
+    master_mb = np.array([m.master_mb for m in memory], dtype=float)
+    suffix_max = lambda a: np.maximum.accumulate(a[::-1])[::-1]  # noqa: E731
+    return Levels(
+        bounds=bounds,
+        t50=np.minimum.accumulate(t50),
+        t90=np.minimum.accumulate(t90),
+        worker_mb=suffix_max(worker_mb),
+        master_mb=suffix_max(master_mb),
+    )
+
+
+@dataclass
+class GroupArrays:
+    """One role's candidates in one region and market, priced on every level."""
+
+    role: RoleGroup
+    cands: tuple[Candidate, ...]
+    cap: np.ndarray
+    """Capacity units per instance (0 for a role that runs no workers)."""
+    vcpus: np.ndarray
+    fits: np.ndarray
+    """(candidates, levels): the host holds its peak memory with headroom."""
+    cost50: np.ndarray
+    cost90: np.ndarray
+    time50: np.ndarray
+    time90: np.ndarray
+
+    def allowed(self, deadline_s: float | None) -> np.ndarray:
+        """(candidates, levels): usable at that level under the deadline."""
+        if deadline_s is None:
+            return self.fits
+        return self.fits & (self.time90 <= deadline_s * (1 + 1e-12))
+
+
+@dataclass
+class Subproblem:
+    """Everything about planning within one region and market."""
+
+    region: str
+    market: str
+    levels: Levels
+    workers: GroupArrays
+    master: GroupArrays | None
+    fixed50: np.ndarray
+    fixed90: np.ndarray
+    quota_vcpus: float | None = None
+    max_instances: int | None = None
+    homogeneous: bool = False
+    lower_bounds: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A fleet's level, predicted time and cost, and whether it meets every limit."""
+
+    level: int
+    time50: float
+    time90: float
+    cost50: float
+    cost90: float
+
+
+def _group_arrays(group: RoleGroup, cands: list[Candidate], levels: Levels, rules: BillingRules) -> GroupArrays:
+    mem = np.array([c.memory_mb for c in cands])
+    wpi = np.array([c.workers_per_instance for c in cands], dtype=float)
+    price = np.array([c.price_usd_h for c in cands])
+    rate = np.array([c.rate_per_s for c in cands])[:, None]
+    if group.works:
+        need = wpi[:, None] * levels.worker_mb[None, :] + (levels.master_mb[None, :] if group.hosts_master else 0.0)
+    else:
+        need = np.broadcast_to(levels.master_mb[None, :], (len(cands), len(levels)))
+    role_rules = rules if group.ebs_gb is None else _with_ebs(rules, group.ebs_gb)
+    return GroupArrays(
+        role=group,
+        cands=tuple(cands),
+        cap=np.array([c.capacity_units if group.works else 0 for c in cands], dtype=np.int64),
+        vcpus=np.array([c.vcpus for c in cands], dtype=float),
+        fits=MEMORY_HEADROOM * need <= mem[:, None],
+        cost50=instance_usd(price[:, None], levels.t50[None, :], rate, role_rules),
+        cost90=instance_usd(price[:, None], levels.t90[None, :], rate, role_rules),
+        time50=plan_seconds(levels.t50[None, :], rate, rules),
+        time90=plan_seconds(levels.t90[None, :], rate, rules),
+    )
+
+
+def _with_ebs(rules: BillingRules, ebs_gb: float) -> BillingRules:
+    from dataclasses import replace
+
+    return replace(rules, ebs_gb=ebs_gb)
+
+
+def undominated(group: GroupArrays, levels: Levels, use_vcpus: bool) -> np.ndarray:
+    """Mask of candidates no other candidate of the group dominates (module docstring)."""
+    n = len(group.cands)
+    if n <= 1:
+        return np.ones(n, dtype=bool)
+    price = np.array([c.price_usd_h for c in group.cands])
+    rate = np.array([c.rate_per_s for c in group.cands])
+    mem = np.array([c.memory_mb for c in group.cands]) / MEMORY_HEADROOM
+    wpi = np.array([c.workers_per_instance for c in group.cands], dtype=float)
+    le = lambda a: a[:, None] <= a[None, :]  # noqa: E731 - [i, j]: i's value <= j's
+    better = le(price) & le(rate) & (group.cap[:, None] >= group.cap[None, :])
+    if use_vcpus:
+        better &= le(group.vcpus)
+    if not group.role.works:
+        better &= mem[:, None] >= mem[None, :]
+    else:
+        masters = (0.0,) if not group.role.hosts_master else (float(levels.master_mb.min()), float(levels.master_mb.max()))
+        for m in masters:
+            slack = (mem - m) / wpi
+            better &= slack[:, None] >= slack[None, :]
+    # Identical candidates: the first one stays.
+    same = better & better.T
+    index = np.arange(n)
+    better &= ~same | (index[:, None] < index[None, :])
+    np.fill_diagonal(better, False)
+    return ~better.any(axis=0)
+
+
+def _subset(group: GroupArrays, mask: np.ndarray) -> GroupArrays:
+    return GroupArrays(
+        role=group.role,
+        cands=tuple(c for c, keep in zip(group.cands, mask) if keep),
+        cap=group.cap[mask], vcpus=group.vcpus[mask], fits=group.fits[mask],
+        cost50=group.cost50[mask], cost90=group.cost90[mask], time50=group.time50[mask], time90=group.time90[mask],
+    )
+
+
+def capacity_range(candidates: list[Candidate], workers: RoleGroup, max_instances: int | None) -> tuple[int, int]:
+    """Smallest and largest capacity (units) any fleet of these candidates can have."""
+    caps = [c.capacity_units for c in candidates]
+    most = workers.max_count if max_instances is None else min(workers.max_count, max_instances)
+    return min(caps), max(caps) * max(most, 1)
+
+
+def build_subproblems(
+    candidates: list[Candidate],
+    workers: RoleGroup,
+    master: RoleGroup | None,
+    levels: Levels,
+    rules: BillingRules,
+    *,
+    quotas: dict[str, dict[str, float]] | None = None,
+    max_instances: int | None = None,
+    homogeneous: bool = False,
+    prune: bool = True,
+) -> list[Subproblem]:
+    """Group the candidates by (region, market), price them on every level and prune dominated ones."""
+    by_key: dict[tuple[str, str], list[Candidate]] = {}
+    for cand in candidates:
+        by_key.setdefault((cand.region, cand.market), []).append(cand)
+    subs = []
+    for (region, market), cands in sorted(by_key.items()):
+        quota = (quotas or {}).get(region, {}).get(market)
+        groups = []
+        for group in (workers, master):
+            if group is None:
+                groups.append(None)
+                continue
+            arrays = _group_arrays(group, cands, levels, rules)
+            keep = arrays.fits.any(axis=1)
+            if prune:
+                keep &= undominated(arrays, levels, quota is not None)
+            groups.append(_subset(arrays, keep))
+        if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
+            continue
+        subs.append(
+            Subproblem(
+                region=region, market=market, levels=levels, workers=groups[0], master=groups[1],
+                fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
+                quota_vcpus=quota, max_instances=max_instances, homogeneous=homogeneous,
+            )
+        )
+    return subs
+
+
+def evaluate(
+    sub: Subproblem,
+    counts: dict[int, int],
+    master: int | None,
+    *,
+    budget_usd: float,
+    deadline_s: float | None,
+) -> Evaluation | None:
+    """The fleet's prediction, or None when it breaks a limit (the brute-force check's judge).
+
+    ``counts`` maps worker candidate index -> instances; ``master`` is the master candidate index.
+    """
+    workers = sub.workers
+    counts = {i: n for i, n in counts.items() if n > 0}
+    total = sum(counts.values())
+    if not workers.role.min_count <= total <= workers.role.max_count:
+        return None
+    if (sub.master is None) != (master is None):
+        return None
+    if sub.homogeneous and len(counts) > 1:
+        return None
+    k = sub.levels.index(sum(int(workers.cap[i]) * n for i, n in counts.items()))
+    if k < 0:
+        return None
+    used = [(workers, i, n) for i, n in counts.items()] + ([(sub.master, master, 1)] if master is not None else [])
+    if sub.max_instances is not None and sum(n for _, _, n in used) > sub.max_instances:
+        return None
+    if sub.quota_vcpus is not None and sum(g.vcpus[i] * n for g, i, n in used) > sub.quota_vcpus + 1e-9:
+        return None
+    if not all(g.allowed(deadline_s)[i, k] for g, i, _ in used):
+        return None
+    cost90 = sum(g.cost90[i, k] * n for g, i, n in used) + sub.fixed90[k]
+    if cost90 > budget_usd * (1 + 1e-9):
+        return None
+    return Evaluation(
+        level=k,
+        time50=max(g.time50[i, k] for g, i, _ in used),
+        time90=max(g.time90[i, k] for g, i, _ in used),
+        cost50=sum(g.cost50[i, k] * n for g, i, n in used) + sub.fixed50[k],
+        cost90=cost90,
+    )

@@ -1,0 +1,176 @@
+"""Ranked plans: exact k-best over every region and market, and the cost/time frontier.
+
+**k-best.** Plans are distinct when they differ in region, market or the set of types they use
+(per role). The k cheapest (p50 cost) are found region by region with no-good cuts on the used
+types, cheapest-looking region first. Two bounds keep this fast and exact:
+
+* a per-level *lower bound* on cost (the level's capacity times the cheapest cost per capacity
+  unit among types allowed there, plus the master and per-plan costs): a level, or a whole
+  region/market, whose bound exceeds the current k-th best cannot hold a better plan;
+* an *upper bound* on the k-th best from the cheapest single-type fleets (numpy, every type and
+  count): k distinct feasible plans cost at most that much.
+
+**Frontier.** The cheapest plan is one end. The other is the fastest affordable plan: the least
+p90 time within the budget (the integer program with objective ``τ``), then the cheapest plan at
+that time. Between them, ``FRONTIER_POINTS`` deadlines spaced geometrically each give the
+cheapest plan that meets them. Each is Pareto-optimal in (p90 time, p50 cost) among all plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from d2c.errors import WorkError
+from planner import ilp
+from planner.enumeration import homogeneous_bests
+from planner.problem import Evaluation, Subproblem, evaluate
+
+FRONTIER_POINTS = 3
+_TIME_CHUNK = 24
+_TOL = 1e-9
+_FIRST_GROWTH = 0.02
+"""The second round's cap is this much above the first, then the step doubles (benchmarks/README.md)."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A plan the search found: its region/market problem, fleet and evaluation."""
+
+    sub: Subproblem
+    counts: dict[int, int]
+    master: int | None
+    evaluation: Evaluation
+
+    @property
+    def solution_key(self) -> frozenset:
+        """The used types, as the integer program's no-good cuts name them."""
+        used = {("w", i) for i, n in self.counts.items() if n > 0}
+        return frozenset(used | ({("m", self.master)} if self.master is not None else set()))
+
+    @property
+    def fleet(self) -> tuple:
+        """What makes two fleets the same: region, market, counts per type and the master."""
+        return (self.sub.region, self.sub.market, tuple(sorted(self.counts.items())), self.master)
+
+    @property
+    def key(self) -> tuple:
+        """What makes two plans distinct: region, market and the types used per role."""
+        return (self.sub.region, self.sub.market, self.solution_key)
+
+
+def lower_bounds(sub: Subproblem, deadline_s: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per level: lower bounds on p50 cost, p90 cost and p90 time (inf where nothing fits)."""
+    levels, workers = sub.levels, sub.workers
+    allowed = workers.allowed(deadline_s)
+    cap = workers.cap[:, None].astype(float)
+    units = levels.units.astype(float)
+    reachable = workers.role.max_count * int(workers.cap.max()) >= levels.units
+    parts = []
+    for which in ("cost50", "cost90"):
+        ratio = np.where(allowed, getattr(workers, which) / cap, np.inf).min(axis=0)
+        fixed = sub.fixed50 if which == "cost50" else sub.fixed90
+        parts.append(units * ratio + fixed)
+    time = np.where(allowed, workers.time90, np.inf).min(axis=0)
+    if sub.master is not None:
+        allowed_m = sub.master.allowed(deadline_s)
+        parts[0] = parts[0] + np.where(allowed_m, sub.master.cost50, np.inf).min(axis=0)
+        parts[1] = parts[1] + np.where(allowed_m, sub.master.cost90, np.inf).min(axis=0)
+        time = np.maximum(time, np.where(allowed_m, sub.master.time90, np.inf).min(axis=0))
+    lb50, lb90 = (np.where(reachable, p, np.inf) for p in parts)
+    return lb50, lb90, np.where(reachable, time, np.inf)
+
+
+def _evaluated(sub: Subproblem, solution: ilp.Solution, budget_usd: float, deadline_s: float | None) -> Found:
+    evaluation = evaluate(sub, solution.counts, solution.master, budget_usd=budget_usd, deadline_s=deadline_s)
+    if evaluation is None or evaluation.level < solution.level:
+        raise WorkError(f"internal: the solver's plan for {sub.region} {sub.market} does not check out against the model")
+    return Found(sub, solution.counts, solution.master, evaluation)
+
+
+def best_plans(
+    subs: list[Subproblem], *, top: int, budget_usd: float, deadline_s: float | None, solver: str = "highs"
+) -> list[Found]:
+    """The ``top`` cheapest distinct plans meeting the budget and deadline (p90), cheapest first.
+
+    Rounds of a rising cost cap: each round finds, in every region/market whose bound is under
+    the cap, all distinct plans under the cap (at most ``top`` each). Once ``top`` plans are known,
+    every plan cheaper than the ``top``-th has been seen, so the answer is exact. The first cap is
+    the cheapest single-type plan (at least the optimum); tight caps keep the programs small.
+    """
+    bounds = {id(sub): lower_bounds(sub, deadline_s) for sub in subs}
+    homogeneous = sorted(
+        cost for sub in subs for _, _, _, cost in homogeneous_bests(sub, budget_usd=budget_usd, deadline_s=deadline_s)
+    )
+    last_cap = homogeneous[top - 1] if len(homogeneous) >= top else budget_usd
+    cap = homogeneous[0] if homogeneous else budget_usd
+    state = {id(sub): [] for sub in subs}  # the plans found in each, in the order found (cheapest first)
+    found: list[Found] = []
+    growth = _FIRST_GROWTH
+    # Cheapest-looking regions first, so the cap on later ones tightens sooner.
+    order = sorted(subs, key=lambda s: float(np.min(np.where(bounds[id(s)][1] <= budget_usd, bounds[id(s)][0], np.inf))))
+    while True:
+        for sub in order:
+            lb50, lb90, _ = bounds[id(sub)]
+            mine = state[id(sub)]
+            while len(mine) < top:
+                limit = min(cap, found[top - 1].evaluation.cost50) if len(found) >= top else cap
+                limit = limit * (1 + _TOL) + _TOL
+                window = np.flatnonzero((lb50 <= limit) & (lb90 <= budget_usd * (1 + _TOL)))
+                if window.size == 0:
+                    break
+                solution = ilp.solve(
+                    sub, window, budget_usd=budget_usd, deadline_s=deadline_s, cost_cap=limit,
+                    cuts=tuple(f.solution_key for f in mine), solver=solver,
+                )
+                if solution is None:
+                    break
+                mine.append(_evaluated(sub, solution, budget_usd, deadline_s))
+                found.append(mine[-1])
+                found.sort(key=lambda f: f.evaluation.cost50)
+        if len(found) >= top or cap >= last_cap:
+            return found[:top]
+        cap = min(last_cap, cap * (1 + growth))
+        growth *= 2
+
+
+def fastest_time(subs: list[Subproblem], *, budget_usd: float, deadline_s: float | None, solver: str = "highs") -> float | None:
+    """The least p90 time of any plan within the budget (and deadline), or None."""
+    best = np.inf
+    bounds = [(sub, lower_bounds(sub, deadline_s)) for sub in subs]
+    bounds.sort(key=lambda item: float(np.min(np.where(item[1][1] <= budget_usd, item[1][2], np.inf))))
+    for sub, (_, lb90, tlb) in bounds:
+        eligible = np.flatnonzero((lb90 <= budget_usd * (1 + _TOL)) & np.isfinite(tlb))[::-1]
+        # Levels are visited fastest first in chunks; the time bound falls with the level, so
+        # once a chunk's best bound is no better than the best plan, lower levels cannot win.
+        for start in range(0, eligible.size, _TIME_CHUNK):
+            chunk = eligible[start : start + _TIME_CHUNK]
+            if tlb[chunk].min() >= best * (1 - _TOL):
+                break
+            solution = ilp.solve(sub, chunk, budget_usd=budget_usd, deadline_s=deadline_s, objective="time", solver=solver)
+            if solution is not None:
+                best = min(best, _evaluated(sub, solution, budget_usd, deadline_s).evaluation.time90)
+    return None if not np.isfinite(best) else float(best)
+
+
+def frontier(
+    subs: list[Subproblem], cheapest: Found, *, budget_usd: float, deadline_s: float | None, solver: str = "highs"
+) -> list[Found]:
+    """Frontier plans from the cheapest to the fastest affordable one, slowest first."""
+    points = [cheapest]
+    fastest = fastest_time(subs, budget_usd=budget_usd, deadline_s=deadline_s, solver=solver)
+    slowest = cheapest.evaluation.time90
+    if fastest is None or fastest >= slowest * (1 - 1e-6):
+        return points
+    targets = np.geomspace(slowest, fastest, FRONTIER_POINTS + 2)[1:-1].tolist() + [fastest * (1 + _TOL)]
+    for target in targets:
+        plans = best_plans(subs, top=1, budget_usd=budget_usd, deadline_s=target, solver=solver)
+        if plans and plans[0].fleet not in {p.fleet for p in points}:
+            points.append(plans[0])
+    points.sort(key=lambda f: -f.evaluation.time90)
+    kept: list[Found] = []
+    for plan in points:
+        if all(not (other.evaluation.time90 <= plan.evaluation.time90 and other.evaluation.cost50 < plan.evaluation.cost50 - _TOL) for other in points if other is not plan):
+            kept.append(plan)
+    return kept

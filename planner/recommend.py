@@ -1,0 +1,268 @@
+"""``d2c recommend`` without the terminal: model + catalog + roles + limits -> ranked plans.
+
+Order: candidates (``planner.candidates``), capacity levels and per-region problems
+(``planner.problem``), the k cheapest distinct plans and the cost/time frontier
+(``planner.ranking``), each with a one-line reason. When no plan meets the limits,
+:class:`d2c.errors.NoPlanError` names the binding limit and by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from d2c.descriptor import Descriptor, Role
+from d2c.errors import NoPlanError, UsageError
+from planner import ranking
+from planner.billing import BillingRules
+from planner.candidates import Limits, build_candidates, describe_filters
+from planner.catalog import Catalog
+from planner.enumeration import homogeneous_bests
+from planner.plans import Plan, PlanSet, RoleAllocation
+from planner.problem import RoleGroup, Subproblem, build_levels, build_subproblems, capacity_range, evaluate
+from profiler.prediction import Estimate, RuntimePredictor
+
+DEFAULT_ROOT_GB = 8.0
+"""Root volume of an app that is not in a VM (the Ubuntu AMI default)."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The ranked plans and everything the plot shows."""
+
+    plans: tuple[Plan, ...]
+    points: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type."""
+
+
+def format_duration(seconds: float) -> str:
+    """``4h10m``, ``45m``, ``30s``: how plans and messages state times."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    minutes = int(round(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 48:
+        return f"{hours // 24}d{hours % 24}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
+def role_groups(descriptor: Descriptor) -> tuple[RoleGroup, RoleGroup | None]:
+    """The working role and the separate master role (if any) of a descriptor."""
+    master = descriptor.master
+    others = [r for r in descriptor.roles if not r.master]
+    if len(others) > 1:
+        raise UsageError(
+            f"{descriptor.path}: roles: the planner sizes one worker role, found {len(others)} "
+            f"({', '.join(r.name for r in others)}); give the others fixed counts in one role or plan them separately"
+        )
+    if not others:
+        low, high = _counts(master)
+        return RoleGroup(master.name, low, high, works=True, hosts_master=True, ebs_gb=_root_gb(master)), None
+    worker = others[0]
+    low, high = _counts(worker)
+    return (
+        RoleGroup(worker.name, max(low, 1), high, works=True, hosts_master=False, ebs_gb=_root_gb(worker)),
+        RoleGroup(master.name, 1, 1, works=False, hosts_master=True, ebs_gb=_root_gb(master)),
+    )
+
+
+def _counts(role: Role) -> tuple[int, int]:
+    return (role.count, role.count) if role.count is not None else (max(role.min_count, 1), role.max_count)
+
+
+def _root_gb(role: Role) -> float:
+    """Root volume for a role: the VM's disks (at least 8 GB), or 8 GB for a folder app."""
+    return max(DEFAULT_ROOT_GB, math.ceil(_image_disk_bytes(role.image) / 2**30))
+
+
+def _image_disk_bytes(image: Path) -> int:
+    if image.is_dir() or not image.exists():
+        return 0
+    if image.suffix.lower() in (".ova", ".ovf"):
+        from d2c.ovf import read_appliance
+
+        return sum(disk.capacity_bytes for disk in read_appliance(image).disks)
+    return image.stat().st_size
+
+
+def billing_rules(descriptor: Descriptor, output_gb: float) -> BillingRules:
+    """Billing rules for this app: image snapshot storage from its image files, egress of its outputs."""
+    images = {role.image for role in descriptor.roles if not role.image.is_dir() and role.image.exists()}
+    image_gb = sum(path.stat().st_size for path in images) / 2**30
+    return BillingRules(egress_gb=output_gb, image_gb=image_gb)
+
+
+def default_arch(descriptor: Descriptor) -> str | None:
+    """VM images run on x86_64; an app that is only a folder can run on either architecture."""
+    return None if all(role.image.is_dir() for role in descriptor.roles) else "x86_64"
+
+
+def build_problem(
+    predictor: RuntimePredictor,
+    catalog: Catalog,
+    groups: tuple[RoleGroup, RoleGroup | None],
+    limits: Limits,
+    *,
+    scale: float,
+    rules: BillingRules,
+    host_speed: float = 1.0,
+) -> list[Subproblem]:
+    """Candidates priced on the capacity levels, one problem per region and market."""
+    workers, master = groups
+    candidates = build_candidates(catalog, limits, host_speed)
+    if not candidates:
+        raise NoPlanError(f"no instance type in the catalog ({catalog.source}) matches {describe_filters(limits)}; widen --regions, --market or --types")
+    lo, hi = capacity_range(candidates, workers, limits.max_instances)
+    levels = build_levels(predictor, scale, lo, hi)
+    subs = build_subproblems(
+        candidates, workers, master, levels, rules,
+        quotas=catalog.vcpu_quotas, max_instances=limits.max_instances, homogeneous=limits.homogeneous,
+    )
+    if not subs:
+        memory = predictor.memory(scale, lo / 100)
+        raise NoPlanError(
+            f"no instance type matching {describe_filters(limits)} has the memory for this app "
+            f"({memory.per_worker_mb:.0f} MB per worker, {memory.master_mb:.0f} MB for the master, plus 10% headroom); "
+            "allow memory-rich families (e.g. --types r7i) or reduce --scale"
+        )
+    return subs
+
+
+def recommend(subs: list[Subproblem], limits: Limits, *, top: int = 5, solver: str = "cbc") -> Recommendation:
+    """Ranked plans: the ``top`` cheapest distinct plans, then the frontier up to the fastest affordable one."""
+    budget, deadline = limits.budget_usd, limits.deadline_s
+    best = ranking.best_plans(subs, top=top, budget_usd=budget, deadline_s=deadline, solver=solver)
+    if not best:
+        raise NoPlanError(explain_no_plan(subs, limits, solver))
+    front = ranking.frontier(subs, best[0], budget_usd=budget, deadline_s=deadline, solver=solver)
+    frontier_fleets = {f.fleet for f in front}
+    ordered = list(best) + [f for f in sorted(front, key=lambda f: f.evaluation.cost50) if f.fleet not in {b.fleet for b in best}]
+    fastest = min(front, key=lambda f: (f.evaluation.time90, f.evaluation.cost50))
+    plans = []
+    for rank, found in enumerate(ordered, start=1):
+        why = _why(rank, found, best[0], fastest, limits, ranked_by_cost=rank <= len(best))
+        plans.append(to_plan(found, rank, why, found.fleet in frontier_fleets))
+    points = []
+    for sub in subs:
+        for i, count, master, _ in homogeneous_bests(sub, budget_usd=budget, deadline_s=None):
+            evaluation = evaluate(sub, {i: count}, master, budget_usd=budget, deadline_s=None)
+            if evaluation is not None:
+                points.append((float(evaluation.time90), float(evaluation.cost50)))
+    return Recommendation(plans=tuple(plans), points=tuple(points))
+
+
+def _money(value: float) -> str:
+    if 0 < abs(value) < 0.005:
+        return "<$0.01" if value > 0 else "-<$0.01"
+    return f"${value:,.2f}"
+
+
+def _why(rank: int, found: ranking.Found, first: ranking.Found, fastest: ranking.Found, limits: Limits, ranked_by_cost: bool) -> str:
+    e, e1 = found.evaluation, first.evaluation
+    meets = f"meets {format_duration(limits.deadline_s)} and " if limits.deadline_s else ""
+    if rank == 1:
+        return f"cheapest plan that {meets}fits {_money(limits.budget_usd)} at p90 ({_money(limits.budget_usd - e.cost90)} headroom)"
+    extra = e.cost50 - e1.cost50
+    faster = e1.time90 - e.time90
+    pace = f"{format_duration(abs(faster))} {'faster' if faster >= 0 else 'slower'}"
+    if found.fleet == fastest.fleet:
+        return f"fastest plan within {_money(limits.budget_usd)}: {format_duration(e.time90)} at p90, {pace} than #1 for {_money(extra)} more"
+    if not ranked_by_cost:
+        return f"on the cost/time frontier: {pace} than #1 for {_money(extra)} more; no plan is both cheaper and faster"
+    share = f" ({extra / e1.cost50:+.0%})" if e1.cost50 > 0 else ""
+    return f"next cheapest distinct mix: {_money(extra)}{share} over #1, {pace}"
+
+
+def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Plan:
+    """A found fleet as a ranked :class:`Plan` for plans.json."""
+    sub = found.sub
+    allocations = []
+    if found.master is not None:
+        allocations.append(_allocation(sub.master.role.role, sub.master.cands[found.master], 1))
+    for i, count in sorted(found.counts.items(), key=lambda item: sub.workers.cands[item[0]].instance_type):
+        allocations.append(_allocation(sub.workers.role.role, sub.workers.cands[i], count))
+    e = found.evaluation
+    return Plan(
+        rank=rank,
+        region=sub.region,
+        roles=tuple(allocations),
+        time_s=Estimate(p50=round(float(e.time50), 1), p90=round(float(e.time90), 1)),
+        cost_usd=Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4)),
+        why=why,
+        on_frontier=on_frontier,
+    )
+
+
+def _allocation(role: str, cand, count: int) -> RoleAllocation:
+    offer = cand.offer
+    return RoleAllocation(
+        role=role, instance_type=offer.instance_type, count=int(count), market=cand.market, region=offer.region,
+        vcpus=int(offer.vcpus), memory_gib=float(offer.memory_gib), arch=offer.arch,
+        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance),
+    )
+
+
+def explain_no_plan(subs: list[Subproblem], limits: Limits, solver: str = "cbc") -> str:
+    """Which limit binds and by how much, e.g. "the cheapest plan that meets 3h costs $73.40, …"."""
+    budget, deadline = limits.budget_usd, limits.deadline_s
+    money = _money(budget)
+    unlimited = math.inf
+    if deadline is not None:
+        meeting = ranking.best_plans(subs, top=1, budget_usd=unlimited, deadline_s=deadline, solver=solver)
+        affordable = ranking.fastest_time(subs, budget_usd=budget, deadline_s=None, solver=solver)
+        when = format_duration(deadline)
+        if meeting and affordable is not None:
+            cost = meeting[0].evaluation.cost90
+            return (
+                f"no plan fits both limits: the cheapest plan that meets {when} costs {_money(cost)} (p90), "
+                f"{_money(cost - budget)} over the {money} budget; within {money} the fastest plan takes "
+                f"{format_duration(affordable)} (p90), {format_duration(affordable - deadline)} past the deadline"
+            )
+        if meeting:
+            cost = meeting[0].evaluation.cost90
+            return f"no plan fits the {money} budget: the cheapest plan that meets {when} costs {_money(cost)} (p90), {_money(cost - budget)} over"
+        fastest_any = ranking.fastest_time(subs, budget_usd=unlimited, deadline_s=None, solver=solver)
+        if fastest_any is None:
+            return _no_fleet(limits)
+        return (
+            f"no plan meets the {when} deadline at any price: the fastest possible takes {format_duration(fastest_any)} (p90), "
+            f"{format_duration(fastest_any - deadline)} too long; allow more instances (--max-instances), other regions, or a later deadline"
+        )
+    cheapest = ranking.best_plans(subs, top=1, budget_usd=unlimited, deadline_s=None, solver=solver)
+    if not cheapest:
+        return _no_fleet(limits)
+    cost = cheapest[0].evaluation.cost90
+    return f"no plan fits the {money} budget: the cheapest plan costs {_money(cost)} (p90), {_money(cost - budget)} over"
+
+
+def _no_fleet(limits: Limits) -> str:
+    cap = f" within {limits.max_instances} instances" if limits.max_instances else ""
+    return f"no fleet{cap} satisfies the roles' counts and vCPU quotas with {describe_filters(limits)}"
+
+
+def plan_set(
+    recommendation: Recommendation,
+    limits: Limits,
+    *,
+    descriptor_name: str,
+    scale: float,
+    profile_digest: str,
+    catalog: Catalog,
+) -> PlanSet:
+    """The plans.json content for ``recommendation``."""
+    return PlanSet(
+        descriptor=descriptor_name,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        budget_usd=limits.budget_usd,
+        deadline_s=limits.deadline_s,
+        scale=scale,
+        profile_digest=profile_digest,
+        catalog_source=catalog.source,
+        catalog_fetched_at=catalog.fetched_at.isoformat(timespec="seconds"),
+        market=limits.market,
+        regions=tuple(limits.regions),
+        plans=recommendation.plans,
+    )

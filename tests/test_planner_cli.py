@@ -1,0 +1,131 @@
+"""``d2c recommend`` end to end: a profile fitted from a runs CSV, a catalog CSV, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from d2c.errors import UsageError
+from d2c.cli.recommend_cmd import parse_duration
+from planner.catalog import Catalog, InstanceOffer
+from planner.catalog_csv import write_catalog_csv
+from planner.plans import load_plans
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DESCRIPTOR = """\
+name: demo
+roles:
+  - name: master
+    image: .
+    command: python3 app.py
+    count: auto
+    max: 32
+profile:
+  command: python3 app.py --scale {scale} --workers {workers}
+  scales: [0.1, 0.2, 0.4]
+  workers: [1, 2, 4]
+  full_scale: 2.0
+"""
+
+
+def d2c(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "d2c", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A folder app with a profile fitted from recorded runs (T = 20·s + 900·s/w) and a small catalog."""
+    folder = tmp_path_factory.mktemp("app")
+    (folder / "d2c.yaml").write_text(DESCRIPTOR)
+    rows = ["scale,workers,wall_s,peak_rss_mb"]
+    for scale in (0.1, 0.2, 0.4):
+        for workers in (1, 2, 4):
+            for repeat in range(2):
+                rows.append(f"{scale},{workers},{(20 * scale + 900 * scale / workers) * (1 + 0.02 * repeat):.3f},{300 + 200 * scale:.1f}")
+    (folder / "runs.csv").write_text("\n".join(rows) + "\n")
+    done = d2c(folder, "profile", "import", "runs.csv", "-o", "profile.json")
+    assert done.returncode == 0, done.stderr
+    offers = [
+        InstanceOffer("c6i.large", "us-east-1", 2, 4.0, "x86_64", 0.085, 0.035, fetched_at=NOW),
+        InstanceOffer("c6i.2xlarge", "us-east-1", 8, 16.0, "x86_64", 0.34, 0.13, fetched_at=NOW),
+        InstanceOffer("c7g.xlarge", "us-east-1", 4, 8.0, "arm64", 0.145, 0.05, fetched_at=NOW),
+        InstanceOffer("c6i.large", "eu-west-1", 2, 4.0, "x86_64", 0.092, 0.04, fetched_at=NOW),
+        InstanceOffer("r6i.large", "eu-west-1", 2, 16.0, "x86_64", 0.139, 0.05, fetched_at=NOW),
+    ]
+    write_catalog_csv(Catalog(tuple(offers), "import", NOW), folder / "catalog.csv")
+    return folder
+
+
+def test_json_plans_file_and_plot(project, tmp_path):
+    out, png = tmp_path / "plans.json", tmp_path / "frontier.png"
+    done = d2c(project, "recommend", "--budget", "5", "--deadline", "1h30m", "--catalog", "catalog.csv", "--json", "-o", str(out), "--plot", str(png))
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["version"] == 1 and printed["descriptor"] == "demo"
+    assert printed["inputs"]["budget_usd"] == 5 and printed["inputs"]["deadline_s"] == 5400
+    assert printed["inputs"]["profile_digest"].startswith("sha256:")
+    plans = printed["plans"]
+    assert [p["rank"] for p in plans] == list(range(1, len(plans) + 1))
+    assert plans[0]["on_frontier"] and plans[0]["why"].startswith("cheapest plan that meets 1h30m")
+    assert all(p["cost_usd"]["p90"] <= 5 and p["time_s"]["p90"] <= 5400 for p in plans)
+    assert all(r["arch"] == "x86_64" or r["instance_type"].startswith("c7g") for p in plans for r in p["roles"])
+    assert load_plans(out).to_dict() == printed
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "old" in done.stderr  # the catalog's age line
+
+
+def test_table_names_each_plan_and_why(project):
+    done = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--market", "on-demand", "--regions", "eu-west-1", "--top", "2")
+    assert done.returncode == 0, done.stderr
+    assert "eu-west-1" in done.stdout and "us-east-1" not in done.stdout
+    assert "#1: cheapest plan that fits $5.00 at p90" in done.stdout
+    assert "spot" not in done.stdout.split("#1:")[0]
+
+
+def test_no_plan_exits_3_naming_the_limit(project):
+    done = d2c(project, "recommend", "--budget", "0.05", "--catalog", "catalog.csv")
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines()[-1].startswith("error: no plan fits the $0.05 budget: the cheapest plan costs $")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "5", "--deadline", "3x"], "error: --deadline: '3x' is not a duration; write it like 3h, 90m, 1h30m or 45s"),
+        (["--budget", "-1"], "error: --budget: -1 must be a positive amount of USD"),
+        (["--budget", "5", "--regions", "mars-1"], "error: --regions: mars-1 not in the catalog"),
+        (["--budget", "5", "--profile", "missing.json"], "error: missing.json: profile.json not found"),
+    ],
+)
+def test_bad_input_exits_2(project, tmp_path, args, message):
+    out = tmp_path / "plans.json"
+    done = d2c(project, "recommend", "--catalog", "catalog.csv", "-o", str(out), *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(message)
+    assert not out.exists()
+
+
+def test_whole_sample_catalog(project, shared_data):
+    done = d2c(project, "recommend", "--budget", "20", "--deadline", "45m", "--catalog", str(shared_data / "aws-ec2-vms-sample.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    plans = json.loads(done.stdout)["plans"]
+    assert len({p["region"] for p in plans}) >= 1 and len(plans) >= 5
+    costs = [p["cost_usd"]["p50"] for p in plans[:5]]
+    assert costs == sorted(costs)
+
+
+@pytest.mark.parametrize("text, seconds", [("3h", 10800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("2d", 172800), ("600", 600)])
+def test_durations(text, seconds):
+    assert parse_duration(text, "--deadline") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "3h-", "1x", "0m", "1h 30"])
+def test_bad_durations(text):
+    with pytest.raises(UsageError, match="--deadline"):
+        parse_duration(text, "--deadline")

@@ -1,0 +1,145 @@
+"""The integer program's plans equal brute-force enumeration of the same model.
+
+Random small catalogs (one or two regions, both markets, two to four types), random Amdahl
+models with a memory line, random roles (single-role app or master + workers) and random
+budget, deadline and instance caps: the cheapest plan's cost equals the cheapest fleet found by
+trying every count vector (before and after dominance pruning), and the k-best costs equal the
+k cheapest distinct mixes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner import ranking
+from planner.billing import BillingRules
+from planner.candidates import Limits, build_candidates
+from planner.catalog import Catalog, InstanceOffer
+from planner.enumeration import best_distinct, enumerate_fleets
+from planner.problem import RoleGroup, build_levels, build_subproblems, capacity_range
+from tests.fixtures.planner_models import AmdahlModel
+
+FAMILIES = [("c5", "x86_64"), ("c6i", "x86_64"), ("c7g", "arm64"), ("m5", "x86_64"), ("t3", "x86_64")]
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def random_case(seed: int):
+    rng = np.random.default_rng(seed)
+    regions = ["us-east-1", "eu-west-1"][: rng.integers(1, 3)]
+    offers = []
+    n_types = int(rng.integers(2, 5))
+    for t in range(n_types):
+        family, arch = FAMILIES[int(rng.integers(len(FAMILIES)))]
+        vcpus = int(rng.choice([1, 2, 4, 8]))
+        memory = float(vcpus * rng.choice([0.5, 2.0, 4.0, 8.0]))
+        base = vcpus * float(rng.uniform(0.02, 0.06))
+        for region in regions:
+            price = round(base * float(rng.uniform(0.9, 1.2)), 4)
+            spot = round(price * float(rng.uniform(0.25, 0.7)), 4) if rng.random() < 0.8 else None
+            bucket = rng.choice([None, "<5%", ">20%"])
+            offers.append(InstanceOffer(f"{family}.s{t}", region, vcpus, memory, arch, price, spot, interruption_bucket=bucket, fetched_at=NOW))
+    model = AmdahlModel(
+        serial_s=float(rng.uniform(10, 600)),
+        parallel_s=float(rng.uniform(2_000, 60_000)),
+        spread=float(rng.uniform(1.0, 1.5)),
+        worker_mb=float(rng.uniform(100, 3000)),
+        split_mb=float(rng.uniform(0, 4000)),
+        master_mb=float(rng.uniform(100, 2000)),
+    )
+    if rng.random() < 0.5:
+        workers, master = RoleGroup("app", 1, int(rng.integers(1, 6)), works=True, hosts_master=True), None
+    else:
+        workers = RoleGroup("worker", 1, int(rng.integers(1, 4)), works=True, hosts_master=False)
+        master = RoleGroup("master", 1, 1, works=False, hosts_master=True)
+    limits = Limits(
+        budget_usd=float(rng.choice([0.5, 2.0, 10.0, 50.0])),
+        deadline_s=None if rng.random() < 0.3 else float(rng.uniform(600, 20_000)),
+        max_instances=None if rng.random() < 0.6 else int(rng.integers(2, 5)),
+        homogeneous=bool(rng.random() < 0.2),
+        market=str(rng.choice(["any", "on-demand", "spot"])),
+    )
+    quotas = {"us-east-1": {"on-demand": float(rng.choice([4, 8, 16]))}} if rng.random() < 0.3 else {}
+    catalog = Catalog(tuple(offers), "test", NOW, vcpu_quotas=quotas)
+    return catalog, model, workers, master, limits
+
+
+def build(catalog, model, workers, master, limits, prune=True, levels=None):
+    candidates = build_candidates(catalog, limits)
+    if not candidates:
+        return [], None
+    if levels is None:
+        lo, hi = capacity_range(candidates, workers, limits.max_instances)
+        levels = build_levels(model, 1.0, lo, hi)
+    subs = build_subproblems(
+        candidates, workers, master, levels, BillingRules(boot_setup_s=120.0, image_gb=4.0),
+        quotas=catalog.vcpu_quotas, max_instances=limits.max_instances, homogeneous=limits.homogeneous, prune=prune,
+    )
+    return subs, levels
+
+
+def brute_force(subs, limits, max_count, top):
+    fleets = (
+        fleet
+        for sub in subs
+        for fleet in enumerate_fleets(sub, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s, max_count=max_count)
+    )
+    return best_distinct(fleets, top)
+
+
+@settings(max_examples=45, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_ilp_matches_brute_force(seed):
+    catalog, model, workers, master, limits = random_case(seed)
+    subs, levels = build(catalog, model, workers, master, limits)
+    found = ranking.best_plans(subs, top=3, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s, solver="cbc") if subs else []
+    # The oracle enumerates every candidate, dominated ones included, on the same levels.
+    unpruned, _ = build(catalog, model, workers, master, limits, prune=False, levels=levels)
+    oracle = brute_force(unpruned, limits, workers.max_count, 1)
+    if not oracle:
+        assert found == []
+        return
+    assert found, f"seed {seed}: brute force found a plan at ${oracle[0].evaluation.cost50:.4f}, the ILP none"
+    assert found[0].evaluation.cost50 == pytest.approx(oracle[0].evaluation.cost50, rel=1e-7, abs=1e-9)
+    # k-best: the distinct mixes of undominated types.
+    pruned_oracle = brute_force(subs, limits, workers.max_count, 3)
+    assert [f.evaluation.cost50 for f in found] == pytest.approx([f.evaluation.cost50 for f in pruned_oracle], rel=1e-7, abs=1e-9)
+    for plan in found:
+        e = plan.evaluation
+        assert e.cost90 <= limits.budget_usd * (1 + 1e-9)
+        if limits.deadline_s is not None:
+            assert e.time90 <= limits.deadline_s * (1 + 1e-9)
+
+
+@settings(max_examples=12, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_highs_agrees_with_cbc(seed):
+    catalog, model, workers, master, limits = random_case(seed)
+    subs, _ = build(catalog, model, workers, master, limits)
+    if not subs:
+        return
+    args = dict(top=2, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s)
+    cbc = [f.evaluation.cost50 for f in ranking.best_plans(subs, solver="cbc", **args)]
+    highs = [f.evaluation.cost50 for f in ranking.best_plans(subs, solver="highs", **args)]
+    assert highs == pytest.approx(cbc, rel=1e-7, abs=1e-9)
+
+
+@settings(max_examples=15, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_fastest_affordable_matches_brute_force(seed):
+    catalog, model, workers, master, limits = random_case(seed)
+    subs, _ = build(catalog, model, workers, master, limits)
+    fastest = ranking.fastest_time(subs, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s, solver="cbc") if subs else None
+    times = [
+        fleet.evaluation.time90
+        for sub in subs
+        for fleet in enumerate_fleets(sub, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s, max_count=workers.max_count)
+    ]
+    if not times:
+        assert fastest is None
+    else:
+        assert fastest == pytest.approx(min(times), rel=1e-9)
