@@ -96,8 +96,21 @@ def billing_rules(descriptor: Descriptor, output_gb: float) -> BillingRules:
 
 
 def default_arch(descriptor: Descriptor) -> str | None:
-    """VM images run on x86_64; an app that is only a folder can run on either architecture."""
-    return None if all(role.image.is_dir() for role in descriptor.roles) else "x86_64"
+    """The architecture the app's hosts need, or None when either will do.
+
+    VM images from VirtualBox on a desktop are x86_64. A folder app can run on either unless it
+    holds compiled programs, which fix the architecture they were built for.
+    """
+    from d2c.elf import folder_architectures
+
+    if not all(role.image.is_dir() for role in descriptor.roles):
+        return "x86_64"
+    needed: set[str] = set()
+    for role in descriptor.roles:
+        needed |= folder_architectures(role.image)
+    if len(needed) > 1:
+        raise UsageError(f"{descriptor.path}: the app folders hold programs built for {' and '.join(sorted(needed))}; rebuild them for one architecture")
+    return next(iter(needed), None)
 
 
 def build_problem(

@@ -118,7 +118,7 @@ def _finish(result) -> None:
 @click.command("run")
 @click.option("--plan", "plan_rank", type=int, default=1, show_default=True, help="rank of the plan in plans.json")
 @click.option("--plans", "plans_path", type=click.Path(path_type=Path), default=Path("plans.json"), show_default=True)
-@click.option("-d", "--descriptor", "descriptor_path", type=click.Path(path_type=Path), default=None, help="d2c.yaml (default: ./d2c.yaml)")
+@click.option("-f", "--file", "descriptor_path", type=click.Path(path_type=Path), default=None, help="the descriptor (default ./d2c.yaml)")
 @click.option("--provider", type=click.Choice(["aws", "local"]), default="aws", show_default=True, help="local rehearses the plan on this machine")
 @click.option("--yes", is_flag=True, help="do not ask before spending money")
 @click.option("--resume", "resume_id", default=None, metavar="RUN", help="follow a run whose controller stopped")
