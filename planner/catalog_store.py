@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 from d2c.errors import UsageError, WorkError
+from d2c.durations import parse_duration
 from planner.catalog import Catalog, offer_sort_key
 from planner.catalog_cache import load_cache, save_cache
 from planner.catalog_csv import read_catalog_csv
@@ -31,28 +31,16 @@ DEFAULT_TTL = timedelta(days=7)
 DEFAULT_SPOT_TTL = timedelta(hours=6)
 SOURCES = ("api", "bulk")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str, what: str) -> timedelta:
-    """``"7d"``, ``"6h"``, ``"90m"``, ``"30s"`` as a timedelta; anything else is a UsageError naming ``what``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{what}: '{text}' is not a duration like 7d, 6h or 90m")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
 def ttl() -> timedelta:
     """How long on-demand prices count as current (``D2C_CATALOG_TTL``, default 7 days)."""
     value = os.environ.get("D2C_CATALOG_TTL")
-    return parse_duration(value, "D2C_CATALOG_TTL") if value else DEFAULT_TTL
+    return timedelta(seconds=parse_duration(value, "D2C_CATALOG_TTL")) if value else DEFAULT_TTL
 
 
 def spot_ttl() -> timedelta:
     """How long spot prices count as current (``D2C_CATALOG_SPOT_TTL``, default 6 hours)."""
     value = os.environ.get("D2C_CATALOG_SPOT_TTL")
-    return parse_duration(value, "D2C_CATALOG_SPOT_TTL") if value else DEFAULT_SPOT_TTL
+    return timedelta(seconds=parse_duration(value, "D2C_CATALOG_SPOT_TTL")) if value else DEFAULT_SPOT_TTL
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,9 +158,13 @@ def known_aws_regions() -> list[str]:
     return sorted(boto3.session.Session().get_available_regions("ec2"))
 
 
-def merge_into_cache(fresh: Catalog) -> Catalog:
-    """``fresh`` plus the cached offers of regions it did not read, saved as the new cache."""
-    cached = load_cache()
+def merge_into_cache(fresh: Catalog, *, over_snapshot: bool = False) -> Catalog:
+    """``fresh`` plus the cached offers of regions it did not read, saved as the new cache.
+
+    With ``over_snapshot`` and no cache yet, the bundled snapshot's other regions are kept, so an
+    imported price list for one region does not hide the rest of the catalog.
+    """
+    cached = load_cache() or (load_snapshot() if over_snapshot else None)
     offers = list(fresh.offers)
     fetched_at, spot_at, quotas = fresh.fetched_at, fresh.spot_fetched_at, dict(fresh.vcpu_quotas)
     origin = fresh.origin or fresh.source
@@ -242,5 +234,5 @@ def refresh(
 def import_catalog(path: Path) -> Catalog:
     """Read a catalog CSV (d2c's or SkyPilot's columns) and make it the cache, labelled ``import``."""
     imported = read_catalog_csv(path, source="import")
-    merged = merge_into_cache(imported)
+    merged = merge_into_cache(imported, over_snapshot=True)
     return dataclasses.replace(merged, source="cache")

@@ -17,6 +17,7 @@ Format (``version`` 1)::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class PlanSet:
     market: str
     regions: tuple[str, ...]
     plans: tuple[Plan, ...] = field(default_factory=tuple)
+    output_gb: float = 0.0
+    """Expected size of the outputs brought back, GB (priced as egress)."""
 
     def plan(self, rank: int) -> Plan:
         """The plan ranked ``rank`` (1-based)."""
@@ -105,6 +108,7 @@ class PlanSet:
                 "catalog_fetched_at": self.catalog_fetched_at,
                 "market": self.market,
                 "regions": list(self.regions),
+                "output_gb": self.output_gb,
             },
             "plans": [
                 {
@@ -125,6 +129,15 @@ class PlanSet:
         from d2c.files import atomic_write_json
 
         atomic_write_json(path, self.to_dict())
+
+
+def _finite(value: object, field_name: str, path: Path, *, minimum: float | None = None) -> float:
+    """A finite number above zero (or at least ``minimum``), else a one-line UsageError."""
+    number = float(value)  # type: ignore[arg-type]
+    low_ok = number >= minimum if minimum is not None else number > 0
+    if not (math.isfinite(number) and low_ok):
+        raise UsageError(f"{path}: {field_name}: {value!r} is not a usable amount; run 'd2c recommend' again")
+    return number
 
 
 def load_plans(path: Path) -> PlanSet:
@@ -152,14 +165,15 @@ def load_plans(path: Path) -> PlanSet:
         return PlanSet(
             descriptor=raw["descriptor"],
             created_at=raw["created_at"],
-            budget_usd=float(inputs["budget_usd"]),
-            deadline_s=inputs["deadline_s"],
+            budget_usd=_finite(inputs["budget_usd"], "inputs.budget_usd", path),
+            deadline_s=None if inputs["deadline_s"] is None else _finite(inputs["deadline_s"], "inputs.deadline_s", path),
             scale=float(inputs["scale"]),
             profile_digest=inputs["profile_digest"],
             catalog_source=inputs["catalog_source"],
             catalog_fetched_at=inputs["catalog_fetched_at"],
             market=inputs["market"],
             regions=tuple(inputs["regions"]),
+            output_gb=_finite(inputs.get("output_gb", 0.0), "inputs.output_gb", path, minimum=0.0),
             plans=plans,
         )
     except UsageError:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from d2c.descriptor import Descriptor, Role
+from d2c.durations import format_duration
 from d2c.errors import NoPlanError, UsageError
 from planner import ranking
 from planner.billing import BillingRules
@@ -35,18 +36,6 @@ class Recommendation:
     plans: tuple[Plan, ...]
     points: tuple[tuple[float, float], ...] = field(default_factory=tuple)
     """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type."""
-
-
-def format_duration(seconds: float) -> str:
-    """``4h10m``, ``45m``, ``30s``: how plans and messages state times."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    minutes = int(round(seconds / 60))
-    hours, minutes = divmod(minutes, 60)
-    if hours >= 48:
-        return f"{hours // 24}d{hours % 24}h"
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
 
 
 def role_groups(descriptor: Descriptor) -> tuple[RoleGroup, RoleGroup | None]:
@@ -263,6 +252,7 @@ def plan_set(
     descriptor_name: str,
     scale: float,
     profile_digest: str,
+    output_gb: float = 0.0,
     catalog: Catalog,
 ) -> PlanSet:
     """The plans.json content for ``recommendation``."""
@@ -278,4 +268,5 @@ def plan_set(
         market=limits.market,
         regions=tuple(limits.regions),
         plans=recommendation.plans,
+        output_gb=output_gb,
     )

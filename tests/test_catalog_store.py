@@ -10,7 +10,8 @@ import pytest
 from d2c.errors import UsageError
 from planner.catalog import Catalog, InstanceOffer
 from planner.catalog_cache import cache_path, load_cache, save_cache
-from planner.catalog_store import current_catalog, describe_age, load_snapshot, merge_into_cache, parse_duration
+from d2c.durations import parse_duration
+from planner.catalog_store import current_catalog, describe_age, load_snapshot, merge_into_cache
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -108,7 +109,7 @@ def test_find_without_region_returns_the_cheapest():
 
 @pytest.mark.parametrize(("text", "seconds"), [("7d", 604800), ("6h", 21600), ("90m", 5400), ("1.5h", 5400)])
 def test_durations(text, seconds):
-    assert parse_duration(text, "x").total_seconds() == seconds
+    assert parse_duration(text, "x") == seconds
 
 
 def test_show_prints_a_table_with_the_age_on_stderr():
@@ -123,3 +124,21 @@ def test_show_prints_a_table_with_the_age_on_stderr():
     assert "snapshot bundled with d2c" in result.stderr
     empty = CliRunner().invoke(cli, ["catalog", "show", "--family", "x9z"])
     assert empty.exit_code == 0 and "no instance type matches these filters" in empty.stderr
+
+
+def test_importing_one_region_keeps_the_bundled_regions(tmp_path):
+    from planner.catalog_store import import_catalog
+
+    price_list = tmp_path / "negotiated.csv"
+    price_list.write_text(
+        "instance_type,region,vcpus,memory_gib,on_demand_usd_h,spot_usd_h,fetched_at\n"
+        "c6i.large,us-east-1,2,4,0.05,,2026-11-24T00:00:00Z\n"
+    )
+    snapshot_regions = set(load_snapshot().regions())
+
+    catalog = import_catalog(price_list)
+
+    assert set(catalog.regions()) == snapshot_regions
+    assert catalog.find("c6i.large", "us-east-1").on_demand_usd_h == 0.05
+    assert catalog.find("c6i.large", "eu-west-1").on_demand_usd_h == load_snapshot().find("c6i.large", "eu-west-1").on_demand_usd_h
+    assert current_catalog(regions=["ap-southeast-1"]).find("c5.large", "ap-southeast-1") is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from d2c.errors import UsageError
-from d2c.cli.recommend_cmd import parse_duration
+from d2c.durations import parse_duration
 from planner.catalog import Catalog, InstanceOffer
 from planner.catalog_csv import write_catalog_csv
 from planner.plans import load_plans
@@ -98,7 +98,9 @@ def test_no_plan_exits_3_naming_the_limit(project):
     "args, message",
     [
         (["--budget", "5", "--deadline", "3x"], "error: --deadline: '3x' is not a duration; write it like 3h, 90m, 1h30m or 45s"),
-        (["--budget", "-1"], "error: --budget: -1 must be a positive amount of USD"),
+        (["--budget", "-1"], "error: --budget: -1 must be a positive, finite amount of USD"),
+        (["--budget", "inf"], "error: --budget: inf must be a positive, finite amount of USD"),
+        (["--budget", "5", "--deadline", "inf"], "error: --deadline: 'inf' must be a finite duration"),
         (["--budget", "5", "--regions", "mars-1"], "error: --regions: mars-1 not in the catalog"),
         (["--budget", "5", "--profile", "missing.json"], "error: missing.json: profile.json not found"),
     ],
@@ -109,6 +111,13 @@ def test_bad_input_exits_2(project, tmp_path, args, message):
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(message)
     assert not out.exists()
+
+
+def test_the_run_hint_names_a_plans_file_written_elsewhere(project, tmp_path):
+    out = tmp_path / "cheap plans.json"
+    done = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"run 'd2c run --plan 1 --plans '{out}'' to carry out plan #1" in done.stderr
 
 
 def test_whole_sample_catalog(project, shared_data):
@@ -125,7 +134,7 @@ def test_durations(text, seconds):
     assert parse_duration(text, "--deadline") == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "3h-", "1x", "0m", "1h 30"])
+@pytest.mark.parametrize("text", ["", "h", "3h-", "1x", "0m", "1h 30", "inf", "nan"])
 def test_bad_durations(text):
     with pytest.raises(UsageError, match="--deadline"):
         parse_duration(text, "--deadline")

@@ -180,12 +180,16 @@ def test_design_starts_cheap_climbs_scales_and_respects_the_box():
     assert (first.scale, first.workers) == (1, 2)
     done = [RunRecord(scale=1, workers=2.0, wall_s=1.0)]
     second = design.next_point(done, 100)
-    assert second.scale in (1, 2) and (second.scale, second.workers) != (1, 2) or second.repeat == 2
+    # A worker count not yet seen, at the cheap scale, beats repeating or climbing.
+    assert (second.scale, second.workers, second.repeat) == (1, 1, 1)
     # Scale 4 is not tried before scale 2 has a run.
     done += [RunRecord(scale=1, workers=1.0, wall_s=2.0), RunRecord(scale=1, workers=2.0, wall_s=1.0, repeat=2), RunRecord(scale=1, workers=1.0, wall_s=2.0, repeat=2)]
     assert design.next_point(done, 100).scale == 2
-    # With 3 s left nothing whose estimate (x1.3 + 0.3 s) is larger may start.
-    assert design.next_point(done, 3.0) is None or design.estimate_cost(design.next_point(done, 3.0).scale, design.next_point(done, 3.0).workers, done) * 1.3 + 0.3 <= 3.0
+    # Scale 2 with 2 workers is estimated at 2.0 s, so it needs 2.0 x 1.3 + 0.3 = 2.9 s of the box.
+    assert design.estimate_cost(2, 2, done) == 2.0
+    fits = design.next_point(done, 3.0)
+    assert (fits.scale, fits.workers) == (2, 2)
+    assert design.next_point(done, 2.8) is None
     assert design.next_point(done, 0.5) is None
     # A killed point is never retried.
     killed = done + [RunRecord(scale=2, workers=2.0, wall_s=9.0, status="partial", exit_status=None)]

@@ -17,6 +17,7 @@ from typing import Iterable
 
 import click
 
+from d2c.durations import format_duration
 from d2c.errors import UsageError
 
 
@@ -85,20 +86,12 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
         return
     out = console()
     out.print(f"[bold]{count} x {instance_type}[/bold] at scale {scale:g}: {workers:.1f} effective desktop-core workers ({capacity.workers_per_instance} per instance x {capacity.speed:.2f})")
-    out.print(f"runtime  p50 {_duration(estimate.p50)}   p90 {_duration(estimate.p90)}")
+    out.print(f"runtime  p50 {format_duration(estimate.p50)}   p90 {format_duration(estimate.p90)}   (the app alone; plans add boot and setup)")
     out.print(f"memory   {memory.per_worker_mb:.0f} MB per worker, {per_host:.0f} MB per host (master {memory.master_mb:.0f} MB) of {memory_mb:.0f} MB")
     if spill > 1.0:
         out.print(f"[yellow]the working set does not fit in memory: runtime x{spill:.2f} for spilling[/yellow]")
     out.print(f"model    {model.name} (profile {profile.digest[:19]})")
     out.print(f"assumes  {assumptions_text()}")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 COMMANDS: list[click.Command] = [predict]

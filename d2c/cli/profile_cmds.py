@@ -6,22 +6,10 @@ from pathlib import Path
 
 import click
 
+from d2c.durations import parse_duration
 from d2c.errors import UsageError
 
 _DEFAULT_PROFILE = Path("profile.json")
-
-
-def _seconds(text: str, what: str) -> float:
-    """``5m``, ``90s``, ``1h`` or a plain number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        from planner.catalog_store import parse_duration
-
-        value = parse_duration(text, what).total_seconds()
-    if not value > 0:
-        raise UsageError(f"{what}: '{text}' must be a positive duration like 5m or 300s")
-    return value
 
 
 @click.group("profile", invoke_without_command=True)
@@ -39,7 +27,7 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
     from profiler.profile_file import build_profile, save_profile
     from profiler.session import profile_app
 
-    box = _seconds(max_time, "--max-time")
+    box = parse_duration(max_time, "--max-time")
     descriptor = load_descriptor(descriptor_path)
     if descriptor.profile is None:
         raise UsageError(f"{descriptor.path}: profile: missing; add a 'profile:' section (command with {{scale}} and {{workers}}, scales, workers, full_scale)")

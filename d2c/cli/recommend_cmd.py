@@ -8,31 +8,14 @@ Exit 3 with ``error: <which limit binds and by how much>`` when no plan fits.
 
 from __future__ import annotations
 
-import re
+import math
+import shlex
 from pathlib import Path
 
 import click
 
+from d2c.durations import format_duration, parse_duration
 from d2c.errors import UsageError
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(text: str, what: str) -> float:
-    """``3h``, ``90m``, ``1h30m``, ``45s``, ``2d`` (or plain seconds) as seconds; UsageError otherwise."""
-    cleaned = text.strip().lower().replace(" ", "")
-    try:
-        seconds = float(cleaned)
-    except ValueError:
-        parts = _DURATION_PART.findall(cleaned)
-        if not parts or "".join(n + u for n, u in parts) != cleaned:
-            raise UsageError(f"{what}: '{text}' is not a duration; write it like 3h, 90m, 1h30m or 45s") from None
-        seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
-    if not seconds > 0:
-        raise UsageError(f"{what}: '{text}' must be longer than zero")
-    return seconds
-
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
@@ -67,10 +50,10 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
     from planner.candidates import Limits
     from profiler.profile_file import load_profile
 
-    if not budget > 0:
-        raise UsageError(f"--budget: {budget:g} must be a positive amount of USD")
-    if not output_gb >= 0:
-        raise UsageError(f"--output-gb: {output_gb:g} must not be negative")
+    if not (math.isfinite(budget) and budget > 0):
+        raise UsageError(f"--budget: {budget:g} must be a positive, finite amount of USD")
+    if not (math.isfinite(output_gb) and output_gb >= 0):
+        raise UsageError(f"--output-gb: {output_gb:g} must be a finite size of zero or more GB")
     deadline_s = parse_duration(deadline, "--deadline") if deadline else None
     descriptor = load_descriptor(descriptor_path or Path("d2c.yaml"))
     profile = load_profile(profile_path)
@@ -110,7 +93,7 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
         scale=scale, rules=planning.billing_rules(descriptor, output_gb), host_speed=profile.host.speed,
     )
     result = planning.recommend(subs, limits, top=top, solver=solver)
-    plans = planning.plan_set(result, limits, descriptor_name=descriptor.name, scale=scale, profile_digest=profile.digest, catalog=catalog)
+    plans = planning.plan_set(result, limits, descriptor_name=descriptor.name, scale=scale, profile_digest=profile.digest, catalog=catalog, output_gb=output_gb)
     if output is not None:
         plans.save(output)
     if plot is not None:
@@ -124,7 +107,8 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
     else:
         _print_table(plans, budget)
     if output is not None:
-        note(f"wrote {output}; run 'd2c run --plan 1' to carry out plan #1")
+        plans_option = "" if output == Path("plans.json") else f" --plans {shlex.quote(str(output))}"
+        note(f"wrote {output}; run 'd2c run --plan 1{plans_option}' to carry out plan #1")
     if plot is not None:
         note(f"wrote {plot}")
 
@@ -133,7 +117,6 @@ def _print_table(plans, budget: float) -> None:
     from rich.table import Table
 
     from d2c.cli.output import console
-    from planner.recommend import format_duration
 
     table = Table(title=f"plans within ${budget:,.2f}", show_lines=False)
     for column in ("#", "instances per role", "region", "market", "time p50/p90", "cost p50/p90", "headroom"):
