@@ -9,6 +9,10 @@ States (journaled before each step starts, so a crashed controller resumes where
 * provisioned: each host learns the cluster (host list, MPI hostfile, environment, SSH mesh) and
   receives the app folder and the inputs, in parallel.
 * uploaded: role commands start detached (other roles first, the master last).
+
+The watchdog also looks before the upload, after each uploaded file and before the commands
+start, so a slow upload cannot spend past the budget; while fetching it stops only at the budget
+or deadline itself (the reserve is what fetching spends), leaving the outputs not yet fetched.
 * running: the master's log is streamed; the watchdog checks budget and deadline; host states are
   checked for instances that vanished. A lost spot host other than the master is replaced (same
   role, type and market; the cluster files are rewritten on every host and the role's command
@@ -38,12 +42,14 @@ from d2c.descriptor import Descriptor
 from d2c.errors import D2CError, HostError, UsageError, WorkError
 from d2c.state import runs_dir
 from executor.contextualize import host_files, ordered, ssh_mesh_script
+from executor.controller import this_controller
 from executor.journal import Journal, RunRecord
 from executor.providers.base import CapacityError, Machine, Provider, ProvisionRequest, deadman_minutes, machines_from_journal
 from executor.remote_run import CommandWatch, start_command
 from executor.report import InstanceCost, build_report, write_report
 from executor.uploads import DEFAULT_STREAMS, total_bytes, upload
 from executor.watchdog import DEFAULT_RESERVE_S, Clock, Watchdog
+from planner.billing import SECONDS_PER_MONTH, BillingRules
 from planner.plans import Plan, PlanSet
 
 MASTER_TAG = "master"
@@ -52,6 +58,10 @@ EXIT_BY_OUTCOME = {"succeeded": 0, "detached": 0, "failed": 1, "stopped": 1}
 
 class HostsLost(WorkError):
     """Hosts of the run stopped outside d2c (spot interruption, someone else's terminate)."""
+
+
+class OverBudget(WorkError):
+    """The watchdog stopped the run before its app started (e.g. a slow upload)."""
 
 
 @dataclass(frozen=True)
@@ -256,9 +266,11 @@ class Orchestrator:
             created_at=now,
             details={
                 "scale": planset.scale,
+                "output_gb": planset.output_gb,
                 "predicted": {"time_s": asdict(plan.time_s), "cost_usd": asdict(plan.cost_usd)},
                 "simulated": self.provider.simulated,
                 "profile": str(self.settings.profile_path) if self.settings.profile_path else None,
+                "controller": this_controller(),
             },
         )
         self.journal.create_run(record)
@@ -272,6 +284,7 @@ class Orchestrator:
         record = self.journal.run(run_id)
         if not record.active:
             return RunResult(run_id, record.outcome or "failed", record.message or "", record.run_dir / "report.json")
+        self.journal.update_run(run_id, details={"controller": this_controller()})
         self.journal.event(run_id, "resumed", f"resumed in state {record.state}", at=self.clock())
         self.ui.note(f"run {run_id}: resuming in state {record.state}")
         return self._drive(_Run(record, descriptor, plan))
@@ -342,6 +355,7 @@ class Orchestrator:
             clock=self.clock,
             reserve_s=self.settings.reserve_s,
             ebs_gb=float(run.record.details.get("ebs_gb", 0.0)),
+            expected_output_gb=float(run.record.details.get("output_gb", 0.0)),
         )
         watchdog.add_egress(int(run.record.details.get("egress_bytes", 0)))
         for instance_id, at in run.record.details.get("ended", {}).items():
@@ -350,6 +364,22 @@ class Orchestrator:
             if resource.deleted_at is not None:
                 watchdog.host_ended(resource.resource_id, resource.deleted_at)
         return watchdog
+
+    def _deadman(self, run: _Run, *, budget_usd: float, hourly_usd: float, instances: int, deadline_s: float | None) -> int:
+        """Dead-man minutes for ``instances`` hosts costing ``hourly_usd``, their root volumes and the outputs' egress included."""
+        rules = BillingRules()
+        ebs_usd_h = instances * rules.ebs_gb * rules.ebs_usd_gb_month * 3600.0 / SECONDS_PER_MONTH
+        egress_usd = float(run.record.details.get("output_gb", 0.0)) * rules.egress_usd_gb
+        return deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+
+    def _stop_if_over(self, run: _Run, during: str) -> None:
+        """Stop the run (OverBudget) when the watchdog says so; for the steps before the app runs."""
+        verdict = run.watchdog.check()
+        if verdict is None:
+            return
+        self._note(run, f"stop-{verdict.reason}", f"{verdict.message}; stopped while {during}, terminating every host")
+        self._settle(run, "stopped", verdict.message)
+        raise OverBudget(verdict.message)
 
     def _settle(self, run: _Run, outcome: str, reason: str) -> None:
         """Decide the outcome (the first decision stands) and journal it for a resume."""
@@ -365,7 +395,9 @@ class Orchestrator:
     def _provision(self, run: _Run) -> None:
         self._state(run, "provisioning")
         record = run.record
-        minutes = deadman_minutes(budget_usd=record.budget_usd, hourly_usd=run.plan.hourly_usd, deadline_s=record.deadline_s)
+        minutes = self._deadman(
+            run, budget_usd=record.budget_usd, hourly_usd=run.plan.hourly_usd, instances=run.plan.instance_count, deadline_s=record.deadline_s
+        )
         request = ProvisionRequest(
             run_id=run.run_id,
             run_dir=run.run_dir,
@@ -442,7 +474,9 @@ class Orchestrator:
                 sent[0] += n
                 done = sent[0]
             self.ui.progress("uploading", done, total)
+            self._stop_if_over(run, "uploading")
 
+        self._stop_if_over(run, "uploading")
         started = time.monotonic()
         by_name = {m.name: m for m in machines}
         copied = upload(
@@ -471,6 +505,7 @@ class Orchestrator:
     def _start_commands(self, run: _Run) -> None:
         workdirs = self.journal.run(run.run_id).details["workdirs"]
         master = run.master()
+        self._stop_if_over(run, "starting the app")
         self._start_role_commands(run, run.machines, workdirs)
         host = self.provider.open_host(master)
         try:
@@ -612,9 +647,11 @@ class Orchestrator:
             region=run.plan.region,
             allocations=tuple(replace(a, count=counts[a.role]) for a in run.plan.roles if a.role in counts),
             roles={role.name: role for role in run.descriptor.roles},
-            deadman_minutes=deadman_minutes(
+            deadman_minutes=self._deadman(
+                run,
                 budget_usd=record.budget_usd - spent,
                 hourly_usd=run.watchdog.hourly_usd + sum(m.price_usd_h for m in lost),
+                instances=len(run.machines),
                 deadline_s=None if run.watchdog.deadline_at is None else max(run.watchdog.deadline_at - self.clock(), 60.0),
             ),
             progress=self.ui.progress,
@@ -649,6 +686,12 @@ class Orchestrator:
         try:
             for index, transfer in enumerate(run.descriptor.outputs, start=1):
                 self.ui.progress("downloading", index - 1, len(run.descriptor.outputs))
+                verdict = run.watchdog.check(keep_reserve=False)
+                if verdict is not None:
+                    remaining = run.descriptor.outputs[index - 1 :]
+                    fetched += [{"remote": t.remote, "local": str(t.local), "fetched": False} for t in remaining]
+                    self._stop_fetching(run, verdict.message, [t.remote for t in remaining])
+                    break
                 try:
                     host.get(posixpath.join(workdir, transfer.remote), transfer.local)
                 except HostError as exc:
@@ -668,6 +711,14 @@ class Orchestrator:
         self.journal.update_run(run.run_id, details={"outputs": fetched, "egress_bytes": run.watchdog.egress_bytes})
         got = [f["local"] for f in fetched if f["fetched"]]
         self._note(run, "fetched", f"fetched {len(got)} of {len(fetched)} output(s) ({nbytes / 1e6:.2f} MB)" + (f": {', '.join(got)}" if got else ""))
+
+    def _stop_fetching(self, run: _Run, message: str, left: list[str]) -> None:
+        """Fetching outran the budget or deadline: the run is stopped, whatever the app's outcome was."""
+        reason = f"{message}; while fetching outputs, so {', '.join(left)} stayed behind"
+        self._note(run, "stop-fetching", reason + "; terminating every host")
+        if run.outcome in (None, "succeeded"):
+            run.outcome, run.reason = "stopped", reason
+            self.journal.update_run(run.run_id, details={"outcome": run.outcome, "reason": run.reason})
 
     def _teardown_and_report(self, run: _Run) -> RunResult:
         if not run.machines:

@@ -11,10 +11,13 @@ Format (``version`` 1)::
      "cost_usd": accrued total, "budget_usd": ...,
      "instances": [{"instance_id", "name", "role", "instance_type", "market", "price_usd_h",
                     "launched_at", "ended_at", "cost_usd"}],
-     "predicted": {"time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}},
+     "predicted": {"time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}, "boot_setup_s": seconds of
+                   the predicted time allowed for boot, contextualization and uploads},
      "outputs": [{"remote", "local", "fetched": bool}], "calibrated": bool}
 
 For a rehearsal (``simulated`` true) the costs are what the plan's prices would have charged.
+A plan's predicted time runs from launch to the outputs being back, so the summary compares
+``total_s`` with it, and ``wall_s`` (the app alone) with it less the boot/setup allowance.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from d2c.errors import UsageError
 from d2c.files import atomic_write_json
 from executor.providers.base import Machine
+from planner.billing import BillingRules
 
 REPORT_VERSION = 1
 REPORT_NAME = "report.json"
@@ -102,7 +106,7 @@ def build_report(
             }
             for c in instances
         ],
-        "predicted": {"time_s": predicted_time_s, "cost_usd": predicted_cost_usd},
+        "predicted": {"time_s": predicted_time_s, "cost_usd": predicted_cost_usd, "boot_setup_s": BillingRules().boot_setup_s},
         "outputs": outputs,
         "calibrated": calibrated,
     }
@@ -131,11 +135,17 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         f"run {report['run_id']}: {report['outcome']} — {report['reason']}",
         f"provider {report['provider']}{label}, plan {report['plan_rank']}, region {report['region']}",
     ]
+    plan_s = predicted["time_s"]
+    boot_s = predicted.get("boot_setup_s", BillingRules().boot_setup_s)
     if report["wall_s"] is not None:
+        app = {q: max(plan_s.get(q, 0) - boot_s, 0.0) for q in ("p50", "p90")}
         lines.append(
-            f"app wall time {report['wall_s']:.1f} s (predicted p50 {predicted['time_s'].get('p50', 0):.1f} s, "
-            f"p90 {predicted['time_s'].get('p90', 0):.1f} s)"
+            f"app wall time {report['wall_s']:.1f} s (predicted p50 {app['p50']:.1f} s, p90 {app['p90']:.1f} s, "
+            f"the plan's time less {boot_s:.0f} s for boot and setup)"
         )
+    lines.append(
+        f"launch to teardown {report['total_s']:.1f} s (predicted p50 {plan_s.get('p50', 0):.1f} s, p90 {plan_s.get('p90', 0):.1f} s)"
+    )
     lines.append(
         f"cost ${report['cost_usd']:.4f}{label} of ${report['budget_usd']:.2f} budget (predicted p50 "
         f"${predicted['cost_usd'].get('p50', 0):.4f}, p90 ${predicted['cost_usd'].get('p90', 0):.4f})"

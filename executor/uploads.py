@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,9 @@ def upload(
 ) -> int:
     """Copy ``pairs[name]`` to each host ``name`` (``open_hosts[name]()`` makes a connection).
 
-    Returns the bytes copied. Remote folders are created first, in one command per host.
+    Returns the bytes copied. Remote folders are created first, in one command per host. When
+    one stream fails (or ``on_bytes`` raises, e.g. to stop at the budget), the others stop after
+    the file they are copying.
     """
     jobs: list[tuple[Callable[[], Host], list[FileCopy]]] = []
     for name, host_pairs in pairs.items():
@@ -92,16 +95,23 @@ def upload(
             host.close()
         jobs.extend((open_hosts[name], bucket) for bucket in split_streams(copies, streams))
 
+    failed = threading.Event()
+
     def copy_bucket(job: tuple[Callable[[], Host], list[FileCopy]]) -> int:
         make_host, bucket = job
         host = make_host()
         sent = 0
         try:
             for copy in bucket:
+                if failed.is_set():
+                    break
                 host.put(copy.local, copy.remote)
                 sent += copy.size
                 if on_bytes:
                     on_bytes(copy.size)
+        except BaseException:
+            failed.set()
+            raise
         finally:
             host.close()
         return sent

@@ -3,9 +3,11 @@
 Accrued cost is computed from the prices recorded when each instance was launched (per-second
 billing with EC2's one-minute minimum), plus EBS storage and the egress of what has been
 downloaded. The watchdog keeps a reserve: the time it takes to fetch outputs and tear down,
-priced at the fleet's hourly rate, plus the egress of the expected outputs. When accrued cost plus
-that reserve would pass the budget, or the deadline is closer than the reserve time, it says stop
-and why. The clock is injected so tests can run a "three-hour" run in seconds.
+priced at the fleet's hourly rate, plus the egress of the expected outputs (the plan set's
+``output_gb``). When accrued cost plus that reserve would pass the budget, or the deadline is
+closer than the reserve time, it says stop and why. EBS and egress prices are planner.billing's,
+so a run is counted the way it was priced. The clock is injected so tests can run a "three-hour"
+run in seconds.
 """
 
 from __future__ import annotations
@@ -15,15 +17,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from executor.providers.base import Machine
+from planner.billing import SECONDS_PER_MONTH, BillingRules
 
 Clock = Callable[[], float]
 """Returns the current time in epoch seconds."""
 
-EBS_USD_PER_GB_MONTH = 0.08
-"""gp3 storage, us-east-1."""
-EGRESS_USD_PER_GB = 0.09
-"""Data transfer out to the internet, first 10 TB tier."""
-HOURS_PER_MONTH = 730.0
+_PRICES = BillingRules()
+"""EBS and egress prices, the same the planner priced the plan with."""
 DEFAULT_RESERVE_S = 180.0
 """Time kept back for fetching outputs and tearing down."""
 
@@ -84,31 +84,30 @@ class Watchdog:
         now = self.clock() if now is None else now
         instances = sum(self.cost_by_instance(now).values())
         started = min((m.launched_at for m in self.machines), default=now)
-        hours = max(now - started, 0.0) / 3600.0
-        ebs = self.ebs_gb * EBS_USD_PER_GB_MONTH * hours / HOURS_PER_MONTH
-        egress = self.egress_bytes / 1e9 * EGRESS_USD_PER_GB
+        seconds = max(now - started, 0.0)
+        ebs = self.ebs_gb * _PRICES.ebs_usd_gb_month * seconds / SECONDS_PER_MONTH
+        egress = self.egress_bytes / 1e9 * _PRICES.egress_usd_gb
         return instances + ebs + egress
 
     def reserve_usd(self) -> float:
         """What fetching outputs and tearing down is expected to cost."""
-        return self.hourly_usd * self.reserve_s / 3600.0 + self.expected_output_gb * EGRESS_USD_PER_GB
+        return self.hourly_usd * self.reserve_s / 3600.0 + self.expected_output_gb * _PRICES.egress_usd_gb
 
-    def check(self) -> Verdict | None:
-        """A Verdict when the run must stop now, else None."""
+    def check(self, *, keep_reserve: bool = True) -> Verdict | None:
+        """A Verdict when the run must stop now, else None.
+
+        While outputs are being fetched the reserve is what is being spent, so the fetch checks
+        with ``keep_reserve=False``: it stops only at the budget or the deadline itself.
+        """
         now = self.clock()
         spent = self.accrued_usd(now)
-        reserve = self.reserve_usd()
+        reserve = self.reserve_usd() if keep_reserve else 0.0
+        reserve_s = self.reserve_s if keep_reserve else 0.0
         if spent + reserve >= self.budget_usd:
-            return Verdict(
-                "budget",
-                f"stopping: ${spent:.2f} spent of the ${self.budget_usd:.2f} budget, and fetching outputs and "
-                f"tearing down needs about ${reserve:.2f} more",
-            )
-        if self.deadline_at is not None and now + self.reserve_s >= self.deadline_at:
+            needs = f", and fetching outputs and tearing down needs about ${reserve:.2f} more" if keep_reserve else ""
+            return Verdict("budget", f"stopping: ${spent:.2f} spent of the ${self.budget_usd:.2f} budget{needs}")
+        if self.deadline_at is not None and now + reserve_s >= self.deadline_at:
             left = max(self.deadline_at - now, 0.0)
-            return Verdict(
-                "deadline",
-                f"stopping: {left / 60:.1f} min left before the deadline, and fetching outputs and tearing down "
-                f"needs about {self.reserve_s / 60:.1f} min",
-            )
+            needs = f", and fetching outputs and tearing down needs about {reserve_s / 60:.1f} min" if keep_reserve else ""
+            return Verdict("deadline", f"stopping: {left / 60:.1f} min left before the deadline{needs}")
         return None

@@ -146,13 +146,16 @@ def test_resume_after_the_controller_is_killed(tmp_path):
     )
     try:
         run = _wait_for_state("running")
-        time.sleep(0.5)
+        assert "controller gone" not in d2c("status", cwd=project).stdout, "the controller still runs"
         controller.send_signal(signal.SIGKILL)
         controller.wait(timeout=10)
     finally:
         if controller.poll() is None:
             controller.kill()
     assert open_journal().run(run.run_id).state == "running"
+    status = d2c("status", cwd=project)
+    assert f"{run.run_id}: controller gone — 'd2c run --resume {run.run_id}' or 'd2c down {run.run_id}'" in status.stdout
+    assert json.loads(d2c("status", "--json", cwd=project).stdout)["runs"][0]["controller"] == "gone"
 
     result = d2c("run", "--resume", run.run_id, "--poll", "0.2", cwd=project)
     assert result.returncode == 0, result.stderr
@@ -203,10 +206,18 @@ def test_down_stops_a_detached_rehearsal(tmp_path):
             controller.kill()
     pid_file = run.run_dir / "hosts" / "master-1" / "d2c-work" / ".d2c" / "master.pid"
     app_pid = int(pid_file.read_text())
-    result = d2c("down", "--all", cwd=project)
-    assert result.returncode == 0, result.stderr
-    assert "nothing of the run is left" in result.stdout
-    assert not _alive(app_pid), "the app's process was killed"
+    # A pid file whose number now belongs to someone else's program (pids are reused).
+    unrelated = subprocess.Popen(["sleep", "60"], cwd=tmp_path, start_new_session=True)
+    try:
+        (pid_file.parent / "stale.pid").write_text(f"{unrelated.pid}\n")
+        result = d2c("down", "--all", cwd=project)
+        assert result.returncode == 0, result.stderr
+        assert "nothing of the run is left" in result.stdout
+        assert not _alive(app_pid), "the app's process was killed"
+        assert unrelated.poll() is None, "a process that is not the run's survives 'd2c down'"
+    finally:
+        unrelated.kill()
+        unrelated.wait()
     assert open_journal().run(run.run_id).state == "finished"
     assert d2c("down", cwd=project).returncode == 2
 

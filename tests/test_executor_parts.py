@@ -11,8 +11,9 @@ import pytest
 from d2c.errors import UsageError
 from executor.contextualize import host_files, hostfile_text, ordered, ssh_config_text
 from executor.journal import Journal, Resource, RunRecord
-from executor.providers.aws import AwsProvider, caller_cidr, deadman_user_data, host_key_from_console
+from executor.providers.aws import AwsProvider, caller_cidr, deadman_user_data, host_key_from_console, spot_max_price
 from executor.providers.base import CapacityError, Machine
+from executor.report import InstanceCost, build_report, report_lines
 from executor.uploads import FileCopy, split_streams
 
 
@@ -74,7 +75,12 @@ def test_console_host_key_deadman_script_and_caller_address(monkeypatch):
 
 @pytest.mark.parametrize(
     ("code", "words"),
-    [("InsufficientInstanceCapacity", "no spare capacity"), ("VcpuLimitExceeded", "vCPU quota"), ("Unsupported", "not offered in us-east-1")],
+    [
+        ("InsufficientInstanceCapacity", "no spare capacity"),
+        ("VcpuLimitExceeded", "vCPU quota"),
+        ("Unsupported", "not offered in us-east-1"),
+        ("MaxSpotInstanceCountExceeded", "spot instance quota in us-east-1 is reached"),
+    ],
 )
 def test_capacity_and_quota_errors_become_one_clear_line(code, words):
     import boto3
@@ -88,6 +94,71 @@ def test_capacity_and_quota_errors_become_one_clear_line(code, words):
         with pytest.raises(CapacityError) as caught:
             provider._run_instances({"ImageId": "ami-1", "InstanceType": "c5.24xlarge", "MinCount": 4, "MaxCount": 4}, "c5.24xlarge")
     assert words in caught.value.message and "4 x c5.24xlarge" in caught.value.message and code in caught.value.message
+
+
+def test_spot_launch_above_the_plans_price_is_one_clear_line():
+    import boto3
+    from botocore.stub import Stubber
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    provider = AwsProvider(region="us-east-1")
+    provider._ec2 = ec2
+    params = {
+        "ImageId": "ami-1",
+        "InstanceType": "c6i.large",
+        "MinCount": 2,
+        "MaxCount": 2,
+        "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time", "MaxPrice": spot_max_price(0.034)}},
+    }
+    with Stubber(ec2) as stub:
+        stub.add_client_error(
+            "run_instances",
+            service_error_code="SpotMaxPriceTooLow",
+            service_message="Your Spot request price of 0.034 is lower than the minimum required Spot request fulfillment price of 0.0412.",
+            http_status_code=400,
+            expected_params=params,
+        )
+        with pytest.raises(CapacityError) as caught:
+            provider._run_instances(params, "c6i.large")
+    assert caught.value.message == (
+        "the spot price of c6i.large in us-east-1 is above the plan's $0.034/h; run 'd2c catalog refresh' and 'd2c recommend' again"
+    )
+
+
+def test_spot_max_price_is_the_recorded_price_never_rounded_up():
+    assert spot_max_price(0.034) == "0.034000"
+    assert spot_max_price(0.1 + 0.2) == "0.300000"
+    assert spot_max_price(1.2345678) == "1.234567"
+
+
+def test_report_compares_app_time_and_launch_to_teardown_time_with_the_right_prediction():
+    # The plan's 318.1 s include the 180 s allowance for boot, contextualization and uploads.
+    host = Machine("run-1", "i-1", "master", "master-1", "c5.large", "on-demand", 0.36, "10.0.0.4", "10.0.0.4", 1000.0, "ubuntu", 2)
+    report = build_report(
+        run_id="run-1",
+        descriptor="app",
+        provider="aws",
+        simulated=False,
+        plan_rank=1,
+        region="us-east-1",
+        outcome="succeeded",
+        reason="the master command exited 0",
+        exit_status=0,
+        started_at=1000.0,
+        finished_at=1250.0,
+        wall_s=60.8,
+        budget_usd=1.0,
+        instances=[InstanceCost(host, 1250.0, 0.025)],
+        extra_usd=0.0,
+        predicted_time_s={"p50": 318.1, "p90": 400.0},
+        predicted_cost_usd={"p50": 0.03, "p90": 0.04},
+        outputs=[],
+        calibrated=False,
+    )
+    assert report["predicted"]["boot_setup_s"] == 180.0 and report["total_s"] == 250.0
+    lines = report_lines(report)
+    assert any(line.startswith("app wall time 60.8 s (predicted p50 138.1 s, p90 220.0 s") for line in lines), lines
+    assert "launch to teardown 250.0 s (predicted p50 318.1 s, p90 400.0 s)" in lines
 
 
 def test_connect_must_be_public_or_private():

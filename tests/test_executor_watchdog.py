@@ -10,6 +10,7 @@ from executor.orchestrator import Orchestrator, RecordingUI, RunSettings
 from executor.providers.base import Machine, deadman_minutes
 from executor.providers.local import LocalProvider
 from executor.watchdog import Watchdog
+from planner.billing import BillingRules
 from planner.plans import load_plans
 from tests.fixtures.executor import ScaledClock, app_project, write_plans
 
@@ -60,9 +61,14 @@ def test_stops_before_the_deadline_with_time_to_fetch():
 
 
 def test_deadman_minutes_bound_the_spend_and_the_deadline():
-    assert deadman_minutes(budget_usd=1.0, hourly_usd=2.0, deadline_s=None) == 30
-    assert deadman_minutes(budget_usd=10.0, hourly_usd=1.0, deadline_s=1800) == 30
+    # The timer starts after boot, billing at launch: the planner's boot/setup allowance (3 min) comes off.
+    assert BillingRules().boot_setup_s == 180.0
+    assert deadman_minutes(budget_usd=1.0, hourly_usd=2.0, deadline_s=None) == 27
+    assert deadman_minutes(budget_usd=10.0, hourly_usd=1.0, deadline_s=1800) == 27
+    assert deadman_minutes(budget_usd=1.0, hourly_usd=2.0, deadline_s=None, boot_s=0) == 30
+    assert deadman_minutes(budget_usd=1.0, hourly_usd=2.0, deadline_s=None, fixed_usd=0.5) == 12, "egress kept back from the budget"
     assert deadman_minutes(budget_usd=0.001, hourly_usd=100.0, deadline_s=None) == 1
+    assert deadman_minutes(budget_usd=0.06, hourly_usd=1.0, deadline_s=None) == 1, "3.6 min of budget less 3 min of boot, never below one"
 
 
 PROGRESS_APP = {
@@ -70,11 +76,13 @@ PROGRESS_APP = {
 }
 
 
-def _run_with_fast_clock(tmp_path, *, budget: float, deadline_s: float | None, price: float, factor: float, reserve_s: float):
+def _run_with_fast_clock(tmp_path, *, budget: float, deadline_s: float | None, price: float, factor: float, reserve_s: float, output_gb: float = 0.0):
     project = app_project(
         tmp_path, "rows", PROGRESS_APP, "roles:\n  - {name: master, image: app, command: ./work.sh}\noutputs:\n  - {remote: out, local: results}\n"
     )
-    plans_path = write_plans(project / "plans.json", "rows", [("master", 1, 1)], budget_usd=budget, deadline_s=deadline_s, price_usd_h=price)
+    plans_path = write_plans(
+        project / "plans.json", "rows", [("master", 1, 1)], budget_usd=budget, deadline_s=deadline_s, price_usd_h=price, output_gb=output_gb
+    )
     planset = load_plans(plans_path)
     clock = ScaledClock(factor)
     ui = RecordingUI()
@@ -116,3 +124,71 @@ def test_deadline_near_stops_the_run_the_same_way(tmp_path):
     report = json.loads(result.report_path.read_text())
     assert report["outcome"] == "stopped" and report["reason"].startswith("stopping:")
     assert all(not r.live for r in open_journal().resources(result.run_id))
+
+
+def test_expected_output_egress_is_reserved_so_the_run_stops_earlier(tmp_path):
+    # $36/h at 100x speed is $1 per real second. With no outputs expected the $3 budget stops the run at
+    # about $2 spent (the 100 s reserve is $1); 12 GB of expected outputs keep back $1.08 of egress more.
+    _, plain, _ = _run_with_fast_clock(tmp_path / "plain", budget=3.0, deadline_s=None, price=36.0, factor=100, reserve_s=100)
+    _, heavy, ui = _run_with_fast_clock(tmp_path / "heavy", budget=3.0, deadline_s=None, price=36.0, factor=100, reserve_s=100, output_gb=12.0)
+    assert plain.outcome == heavy.outcome == "stopped"
+    plain_cost = json.loads(plain.report_path.read_text())["cost_usd"]
+    heavy_cost = json.loads(heavy.report_path.read_text())["cost_usd"]
+    assert heavy_cost < plain_cost - 0.6, (heavy_cost, plain_cost)
+    assert heavy_cost < 3.0 - 1.08
+    assert any("needs about $2.08 more" in note for note in ui.notes)
+
+
+class SteppingUI(RecordingUI):
+    """Moves a FixedClock forward by ``step_s`` at each progress report of ``what`` (when ``at`` is None or equals ``done``)."""
+
+    def __init__(self, clock: FixedClock, what: str, step_s: float, at: int | None = None):
+        super().__init__()
+        self.clock, self.what, self.step_s, self.at = clock, what, step_s, at
+        self.reports = 0
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        if what == self.what and (self.at is None or done == self.at):
+            self.reports += 1
+            self.clock.now += self.step_s
+
+
+def _run_stepping(project, ui: SteppingUI, clock: FixedClock):
+    plans_path = write_plans(project / "plans.json", project.name, [("master", 1, 1)], budget_usd=5.0, price_usd_h=3.6)
+    planset = load_plans(plans_path)
+    orchestrator = Orchestrator(
+        open_journal(), LocalProvider(clock=clock), ui=ui, clock=clock, settings=RunSettings(poll_s=0.05, reserve_s=60, states_every_s=60, streams=1)
+    )
+    return orchestrator.start(load_descriptor(project / "d2c.yaml"), planset, planset.plan(1), plans_path=plans_path)
+
+
+def test_a_slow_upload_stops_at_the_budget_before_the_app_starts(tmp_path):
+    # $3.6/h is $0.60 per 600 s; each uploaded file takes 600 s on this clock. With $0.06 kept for the
+    # 60 s reserve, the $5 budget is reached after the 9th of 21 files.
+    app = {"work.sh": "#!/bin/bash\necho ran > ran.txt\n"} | {f"part{i:02d}.dat": "x" * 100 for i in range(20)}
+    project = app_project(tmp_path, "slowup", app, "roles:\n  - {name: master, image: app, command: ./work.sh}\n")
+    clock = FixedClock(1_800_000_000.0)
+    ui = SteppingUI(clock, "uploading", 600.0)
+    result = _run_stepping(project, ui, clock)
+    assert result.outcome == "stopped" and "$5.00 budget" in result.message
+    assert ui.reports == 9, "the upload stopped at the file that reached the budget"
+    assert any("stopped while uploading" in note for note in ui.notes)
+    details = open_journal().run(result.run_id).details
+    assert "master_started_at" not in details, "the app never started"
+    assert all(not r.live for r in open_journal().resources(result.run_id))
+
+
+def test_fetching_stops_at_the_budget_itself_and_says_what_stayed_behind(tmp_path):
+    app = {"work.sh": "#!/bin/bash\nfor f in a b c; do echo $f > $f.txt; done\n"}
+    outputs = "".join(f"  - {{remote: {f}.txt, local: got/{f}.txt}}\n" for f in "abc")
+    project = app_project(tmp_path, "slowfetch", app, "roles:\n  - {name: master, image: app, command: ./work.sh}\noutputs:\n" + outputs)
+    clock = FixedClock(1_800_000_000.0)
+    # Ten hours pass while the first output comes back: $36 of a $5 budget.
+    ui = SteppingUI(clock, "downloading", 36000.0, at=1)
+    result = _run_stepping(project, ui, clock)
+    assert result.outcome == "stopped"
+    assert "while fetching outputs, so b.txt, c.txt stayed behind" in result.message
+    assert (project / "got" / "a.txt").read_text() == "a\n"
+    assert not (project / "got" / "b.txt").exists() and not (project / "got" / "c.txt").exists()
+    report = json.loads(result.report_path.read_text())
+    assert [o["fetched"] for o in report["outputs"]] == [True, False, False]

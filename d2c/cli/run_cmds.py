@@ -182,6 +182,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
 @click.option("--json", "as_json", is_flag=True, help="stable JSON output")
 def status_cmd(run_id, as_json):
     """Show runs (all, or one with its resources and events)."""
+    from executor.controller import controller_alive
     from executor.journal import open_journal
 
     journal = open_journal()
@@ -189,6 +190,7 @@ def status_cmd(run_id, as_json):
     rows = []
     for run in runs:
         live = journal.resources(run.run_id, live_only=True)
+        alive = controller_alive(run.details) if run.active else None
         rows.append(
             {
                 "run_id": run.run_id,
@@ -198,6 +200,7 @@ def status_cmd(run_id, as_json):
                 "outcome": run.outcome,
                 "message": run.message,
                 "budget_usd": run.budget_usd,
+                "controller": None if alive is None else ("running" if alive else "gone"),
                 "live_resources": [{"kind": r.kind, "id": r.resource_id, "role": r.role} for r in live],
             }
         )
@@ -220,6 +223,9 @@ def status_cmd(run_id, as_json):
     for row in rows:
         table.add_row(row["run_id"], row["provider"], row["state"], row["outcome"] or "-", str(len(row["live_resources"])))
     console().print(table)
+    for row in rows:
+        if row["controller"] == "gone":
+            click.echo(f"{row['run_id']}: controller gone — 'd2c run --resume {row['run_id']}' or 'd2c down {row['run_id']}'")
     if run_id:
         for event in journal.events(run_id):
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))

@@ -2,7 +2,8 @@
 
 Per run it creates a key pair (private key 0600 in the run folder), a security group open for SSH
 only to the caller's address and for all traffic inside the group, and the plan's instances
-(on-demand or spot) with the tags ``d2c:run``, ``d2c:role`` and ``Name``,
+(on-demand, or spot with ``MaxPrice`` set to the plan's recorded spot price, the rate the
+watchdog counts at) with the tags ``d2c:run``, ``d2c:role`` and ``Name``,
 ``InstanceInitiatedShutdownBehavior=terminate`` and user-data that shuts the instance down after
 the dead-man minutes. Every resource goes into the journal as soon as AWS returns its id; teardown
 deletes what the journal lists and whatever else carries the run's tag, so resources a crash kept
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from decimal import ROUND_DOWN, Decimal
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +47,11 @@ _CAPACITY_CODES = {
     "MaxSpotInstanceCountExceeded": "your account's spot instance quota in {region} is reached; pick an on-demand plan",
     "Unsupported": "{type} is not offered in {region} (or in this subnet's zone); pick another plan",
 }
+
+
+def spot_max_price(price_usd_h: float) -> str:
+    """The plan's recorded spot price as EC2's ``MaxPrice`` (rounded down, so AWS never bills above it)."""
+    return str(Decimal(repr(price_usd_h)).quantize(Decimal("0.000001"), rounding=ROUND_DOWN))
 
 
 def deadman_user_data(run_id: str, minutes: int) -> str:
@@ -169,7 +176,12 @@ class AwsProvider:
             if allocation.market == "spot":
                 params["InstanceMarketOptions"] = {
                     "MarketType": "spot",
-                    "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+                    # Capped at the price the watchdog accrues at, so the bill never outruns its count.
+                    "SpotOptions": {
+                        "SpotInstanceType": "one-time",
+                        "InstanceInterruptionBehavior": "terminate",
+                        "MaxPrice": spot_max_price(allocation.price_usd_h),
+                    },
                 }
             instances = self._run_instances(params, allocation.instance_type)
             first = request.first_index.get(allocation.role, 1)
@@ -301,6 +313,12 @@ class AwsProvider:
                 return self.ec2.run_instances(**params)["Instances"]
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                if code == "SpotMaxPriceTooLow":
+                    price = float(params["InstanceMarketOptions"]["SpotOptions"]["MaxPrice"])
+                    raise CapacityError(
+                        f"the spot price of {instance_type} in {self.region} is above the plan's ${price:g}/h; "
+                        "run 'd2c catalog refresh' and 'd2c recommend' again"
+                    ) from None
                 if code not in _CAPACITY_CODES:
                     raise
                 text = _CAPACITY_CODES[code].format(type=instance_type, region=self.region)

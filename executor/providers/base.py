@@ -17,13 +17,14 @@ from d2c.descriptor import Role
 from d2c.errors import WorkError
 from d2c.transport.base import Host
 from executor.journal import Journal
+from planner.billing import MIN_BILLED_S, BillingRules
 from planner.plans import RoleAllocation
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``(what, done, total)`` while a provider works through a batch (e.g. launches)."""
 
-BILLING_MINIMUM_S = 60.0
-"""EC2 bills Linux instances per second with a one-minute minimum."""
+BOOT_ALLOWANCE_S = BillingRules().boot_setup_s
+"""Billing starts at launch, but an instance's dead-man timer only once its first-boot script runs."""
 
 
 class CapacityError(WorkError):
@@ -62,7 +63,7 @@ class Machine:
 
     def accrued_usd(self, until: float) -> float:
         """What this host has cost from launch until ``until`` (epoch seconds)."""
-        billed = max(until - self.launched_at, BILLING_MINIMUM_S)
+        billed = max(until - self.launched_at, MIN_BILLED_S)
         return self.price_usd_h * billed / 3600.0
 
 
@@ -120,14 +121,23 @@ def machines_from_journal(journal: Journal, run_id: str, *, live_only: bool = Tr
     return machines
 
 
-def deadman_minutes(*, budget_usd: float, hourly_usd: float, deadline_s: float | None, fixed_usd: float = 0.0) -> int:
+def deadman_minutes(
+    *,
+    budget_usd: float,
+    hourly_usd: float,
+    deadline_s: float | None,
+    fixed_usd: float = 0.0,
+    boot_s: float = BOOT_ALLOWANCE_S,
+) -> int:
     """Minutes after which every instance must be gone so that the fleet cannot outspend the budget.
 
     The controller's watchdog stops the run earlier (it keeps a reserve for fetching and
-    teardown); this is the backstop for a controller that is gone. Bounded by the deadline when
-    one is set, and never below one minute.
+    teardown); this is the backstop for a controller that is gone. ``fixed_usd`` (output egress)
+    is kept back from the budget. The timer starts when the first-boot script runs, ``boot_s``
+    after billing started, so that allowance is taken off. Bounded by the deadline when one is
+    set, and never below one minute.
     """
-    minutes = math.floor((budget_usd - fixed_usd) / hourly_usd * 60.0) if hourly_usd > 0 else 24 * 60
+    limit_s = (budget_usd - fixed_usd) / hourly_usd * 3600.0 if hourly_usd > 0 else 24 * 3600.0
     if deadline_s is not None:
-        minutes = min(minutes, math.ceil(deadline_s / 60.0))
-    return max(1, minutes)
+        limit_s = min(limit_s, deadline_s)
+    return max(1, math.floor((limit_s - boot_s) / 60.0))

@@ -121,10 +121,37 @@ def _root_of(machine: Machine) -> Path:
 
 
 def _kill_started_commands(root: Path) -> None:
-    """Commands started by the run record their process group in ``*.pid`` files."""
+    """Commands started by the run record their process group in ``*.pid`` files.
+
+    A group is killed only while one of its processes still works inside ``root``: the pid file
+    may be days old, and its number may since belong to another program of the user.
+    """
     for pid_file in root.rglob(".d2c/*.pid"):
         try:
-            os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
-        except (ValueError, ProcessLookupError, PermissionError):
+            group = int(pid_file.read_text().strip())
+        except (ValueError, OSError):
+            continue
+        if not _group_works_in(group, root):
+            continue
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
+
+
+def _group_works_in(group: int, root: Path) -> bool:
+    """True when a live process of process group ``group`` has its working folder inside ``root``."""
+    import psutil
+
+    root = root.resolve()
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) != group:
+                continue
+            cwd = Path(process.cwd()).resolve()
+        except (psutil.Error, OSError):
+            continue
+        if cwd == root or root in cwd.parents:
+            return True
+    return False
 
