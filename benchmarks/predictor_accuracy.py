@@ -7,7 +7,7 @@ larger runs are compared by their ``own`` time (the time spent waiting for CPUs 
 work removed, see profiler.sampling), corrected for the machine's drift since profiling (see
 ``measure``). The same comparison against raw wall times (fitted and measured) is a second table.
 
-Reported per family (its linear-scale form, fitted to the same runs in the same session): the
+Reported per family (its linear-scale form, fitted to the same runs in the same run): the
 mean absolute percentage error over the larger runs; Ernest's model (Venkataraman et al., NSDI
 2016) is the baseline. ``chosen`` is the model cross-validation picks, predicting its p50. Also the profiling time as a
 fraction of the predicted full run (full scale = 100x the largest profiled scale).
