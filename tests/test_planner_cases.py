@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from d2c.errors import NoPlanError
+from d2c.errors import NoPlanError, UsageError
 from planner import recommend as planning
 from planner.billing import BillingRules, interruption_rate_per_s
 from planner.candidates import Limits
@@ -185,14 +185,14 @@ def test_plans_json_round_trip(tmp_path):
     limits = Limits(budget_usd=10, deadline_s=7200, regions=("us-east-1",))
     result = plan_with(offers, AmdahlModel(), limits, groups=MASTER_WORKERS)
     catalog = Catalog(tuple(offers), "test", NOW)
-    plans = planning.plan_set(result, limits, descriptor_name="demo", scale=1.0, profile_digest="sha256:abc", catalog=catalog)
+    plans = planning.plan_set(result, limits, descriptor_name="demo", scale=1.0, profile_digest="sha256:abc", catalog=catalog, output_gb=2.5)
     path = tmp_path / "plans.json"
     plans.save(path)
     raw = json.loads(path.read_text())
     assert raw["version"] == 1
     assert raw["inputs"] == {
         "budget_usd": 10, "deadline_s": 7200, "scale": 1.0, "profile_digest": "sha256:abc", "catalog_source": "test",
-        "catalog_fetched_at": "2026-01-01T00:00:00+00:00", "market": "any", "regions": ["us-east-1"],
+        "catalog_fetched_at": "2026-01-01T00:00:00+00:00", "market": "any", "regions": ["us-east-1"], "output_gb": 2.5,
     }
     first = raw["plans"][0]
     assert set(first) == {"rank", "region", "why", "on_frontier", "time_s", "cost_usd", "roles"}
@@ -203,6 +203,11 @@ def test_plans_json_round_trip(tmp_path):
     loaded = load_plans(path)
     assert loaded == plans
     assert loaded.plan(1).roles == plans.plans[0].roles
+
+    raw["inputs"]["budget_usd"] = float("inf")
+    path.write_text(json.dumps(raw))
+    with pytest.raises(UsageError, match=r"inputs.budget_usd: inf is not a usable amount"):
+        load_plans(path)
 
 
 def test_a_solution_not_proven_optimal_is_refused(monkeypatch):
