@@ -30,6 +30,7 @@ def mpi_project(tmp_path):
     app = tmp_path / "mpi_pi"
     shutil.copytree(EXAMPLES / "mpi_pi", app)
     subprocess.run(["make", "-s", "-C", str(app)], check=True, capture_output=True)
+    # The OMPI_ settings are the test machine's, as in tests/test_examples.py's MPI_ENV.
     (tmp_path / "d2c.yaml").write_text(
         f"""name: mpi-pi
 workdir: d2c-work
@@ -37,7 +38,7 @@ roles:
   - name: master
     image: {app}
     user: root
-    command: OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --hostfile $D2C_MPI_HOSTFILE -np $D2C_WORKER_COUNT ./mpi_pi --scale 0.01 --out out/pi.json
+    command: OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rtc_hwloc_vmhole=none mpirun --hostfile $D2C_MPI_HOSTFILE -np $D2C_WORKER_COUNT ./mpi_pi --scale 0.01 --out out/pi.json
     count: 1
   - name: worker
     image: {app}
