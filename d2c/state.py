@@ -23,7 +23,7 @@ def state_dir(project_dir: Path | None = None, *, create: bool = True) -> Path:
     return path
 
 
-def cache_dir(*, create: bool = True) -> Path:
+def cache_dir() -> Path:
     """Return the user-wide cache directory (catalog prices)."""
     override = os.environ.get("D2C_CACHE_DIR")
     if override:
@@ -31,8 +31,7 @@ def cache_dir(*, create: bool = True) -> Path:
     else:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         path = Path(base) / "d2c"
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

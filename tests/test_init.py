@@ -180,14 +180,14 @@ def test_init_quotes_names_yaml_would_read_as_something_else(tmp_path: Path, fol
     assert load_descriptor(app).name == folder_name
 
 
-def test_init_keeps_the_mode_a_plain_write_would_give(tmp_path: Path):
+def test_init_gives_the_mode_a_plain_write_would_give(tmp_path: Path):
     (tmp_path / "main.py").write_text("")
-    os.umask(old := os.umask(0o022))
+    old = os.umask(0o027)
     try:
         assert _d2c(tmp_path, "init").returncode == 0
     finally:
         os.umask(old)
-    assert (tmp_path / "d2c.yaml").stat().st_mode & 0o777 == 0o666 & ~old
+    assert (tmp_path / "d2c.yaml").stat().st_mode & 0o777 == 0o640
 
 
 def test_init_names_the_app_folder_relative_to_the_descriptor(tmp_path: Path):

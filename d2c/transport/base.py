@@ -94,7 +94,13 @@ class Host(Protocol):
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> CommandResult:
-        """Run a shell command, streaming its output lines; kill it at ``timeout`` seconds."""
+        """Run a shell command, streaming its output lines; kill its tree at ``timeout`` seconds.
+
+        Every transport runs a command the same way, by starting it and waiting for it, so
+        transports subclass Host and inherit this.
+        """
+        process = self.start(command, env=env, cwd=cwd, on_stdout=on_stdout, on_stderr=on_stderr)
+        return process.wait(timeout=timeout)
 
     def start(
         self,

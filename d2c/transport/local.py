@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from d2c.errors import HostError
-from d2c.transport.base import CommandResult, OutputCallback, OutputTail, pump_lines
+from d2c.transport.base import CommandResult, Host, OutputCallback, OutputTail, pump_lines
 
 
 class LocalProcess:
@@ -85,7 +85,7 @@ class LocalProcess:
         )
 
 
-class LocalHost:
+class LocalHost(Host):
     """This machine as a host. Relative remote paths and the default cwd resolve under ``root``."""
 
     def __init__(self, root: Path | None = None, name: str = "local"):
@@ -112,20 +112,6 @@ class LocalHost:
         """Start ``command`` under bash in the background."""
         workdir = self._resolve(cwd) if cwd else self.root
         return LocalProcess(command, env=env, cwd=workdir, on_stdout=on_stdout, on_stderr=on_stderr)
-
-    def run(
-        self,
-        command: str,
-        *,
-        timeout: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-    ) -> CommandResult:
-        """Run ``command`` under bash and wait for it (killed at ``timeout`` seconds)."""
-        process = self.start(command, env=env, cwd=cwd, on_stdout=on_stdout, on_stderr=on_stderr)
-        return process.wait(timeout=timeout)
 
     def put(self, local: Path, remote: str) -> None:
         """Copy a file or folder to ``remote``."""

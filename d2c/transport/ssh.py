@@ -39,7 +39,7 @@ import paramiko
 
 from d2c.errors import HostError, HostKeyMismatch, UsageError
 from d2c.state import known_hosts_path
-from d2c.transport.base import CommandResult, OutputCallback, OutputTail, pump_lines
+from d2c.transport.base import CommandResult, Host, OutputCallback, OutputTail, pump_lines
 from d2c.transport.known_hosts import KnownHosts, PublicKey, check_expected, parse_public_key
 
 # paramiko logs connection failures with tracebacks; d2c reports them as one line instead, so
@@ -180,7 +180,7 @@ class SSHProcess:
         )
 
 
-class SSHHost:
+class SSHHost(Host):
     """A machine reached over SSH with a key; see the module docstring for the guarantees.
 
     ``retries`` is the number of connection attempts, ``backoff_s`` the pause after the first
@@ -419,20 +419,6 @@ class SSHHost:
             channel.close()
             raise HostError(f"{self.label}: cannot start {command!r}: {_reason(exc)}") from exc
         return SSHProcess(self, command, channel, on_stdout=on_stdout, on_stderr=on_stderr)
-
-    def run(
-        self,
-        command: str,
-        *,
-        timeout: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-    ) -> CommandResult:
-        """Run ``command`` and wait for it; at ``timeout`` seconds its process tree is killed."""
-        process = self.start(command, env=env, cwd=cwd, on_stdout=on_stdout, on_stderr=on_stderr)
-        return process.wait(timeout=timeout)
 
     # -- files --------------------------------------------------------------------------------
 
