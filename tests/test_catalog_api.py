@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 
 from d2c.aws import client
 from d2c.errors import UsageError
-from planner.catalog_api import fetch_api_catalog, on_demand_price, price_filters
+from planner.catalog.api import fetch_api_catalog, on_demand_price, price_filters
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import pytest
 
 from d2c.errors import UsageError
-from planner.catalog_bulk import fetch_bulk_catalog
-from planner.catalog_cache import load_cache, save_cache
-from planner.catalog_store import current_catalog, refresh
+from planner.catalog.bulk import fetch_bulk_catalog
+from planner.catalog.cache import load_cache, save_cache
+from planner.catalog.store import current_catalog, refresh
 from tests.fixtures.catalog_servers import offer_csv, offer_row
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_refresh_that_fails_half_way_leaves_the_cache_as_it_was(bulk_offer_serve
 
 
 def bulk_offer_server_cache_bytes() -> bytes:
-    from planner.catalog_cache import cache_path
+    from planner.catalog.cache import cache_path
 
     return cache_path().read_bytes()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from planner.catalog_csv import read_catalog_csv
-from planner.catalog_store import load_snapshot
+from planner.catalog.csvfile import read_catalog_csv
+from planner.catalog.store import load_snapshot
 
 FAMILIES = {"c5", "c5n", "c6i", "c6a", "c7i", "c7g", "m5", "m6i", "m6a", "m7i", "m7g", "r5", "r6i", "r7i", "t3", "hpc6a"}
 REGIONS = {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1"}

@@ -9,9 +9,9 @@ import pytest
 
 from d2c.errors import UsageError
 from planner.catalog import Catalog, InstanceOffer
-from planner.catalog_cache import cache_path, load_cache, save_cache
+from planner.catalog.cache import cache_path, load_cache, save_cache
 from d2c.durations import parse_duration
-from planner.catalog_store import current_catalog, describe_age, load_snapshot, merge_into_cache
+from planner.catalog.store import current_catalog, describe_age, load_snapshot, merge_into_cache
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -127,7 +127,7 @@ def test_show_prints_a_table_with_the_age_on_stderr():
 
 
 def test_importing_one_region_keeps_the_bundled_regions(tmp_path):
-    from planner.catalog_store import import_catalog
+    from planner.catalog.store import import_catalog
 
     price_list = tmp_path / "negotiated.csv"
     price_list.write_text(

@@ -43,7 +43,7 @@ def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[st
     Without network or credentials the cached catalog (or the bundled snapshot) stays in use,
     and this says so.
     """
-    from planner.catalog_store import describe_age, refresh
+    from planner.catalog.store import describe_age, refresh
 
     with progress() as bar:
         tasks: dict[str, int] = {}
@@ -77,7 +77,7 @@ def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[st
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (documented in this module) instead of a table.")
 def show_cmd(regions: tuple[str, ...], families: tuple[str, ...], min_vcpus: int, min_memory: float, as_json: bool) -> None:
     """List instance types with specs and prices."""
-    from planner.catalog_store import current_catalog, describe_age
+    from planner.catalog.store import current_catalog, describe_age
 
     chosen = _split(regions)
     catalog = current_catalog(regions=chosen or None)
@@ -161,7 +161,7 @@ def import_cmd(csv_file: Path) -> None:
 
     Regions in the file replace those regions in the cache; other cached regions stay.
     """
-    from planner.catalog_store import describe_age, import_catalog
+    from planner.catalog.store import describe_age, import_catalog
 
     catalog = import_catalog(csv_file)
     note(f"imported {csv_file}: the catalog now has {len(catalog.offers)} offers in {len(catalog.regions())} regions")
@@ -173,8 +173,8 @@ def import_cmd(csv_file: Path) -> None:
 @click.option("--region", "regions", multiple=True, metavar="R", help="Only this region (repeatable).")
 def export_cmd(csv_file: Path, regions: tuple[str, ...]) -> None:
     """Write the catalog in use to a CSV file in d2c's columns (re-importable)."""
-    from planner.catalog_csv import write_catalog_csv
-    from planner.catalog_store import current_catalog, describe_age
+    from planner.catalog.csvfile import write_catalog_csv
+    from planner.catalog.store import current_catalog, describe_age
 
     catalog = current_catalog(regions=_split(regions) or None)
     note(describe_age(catalog))

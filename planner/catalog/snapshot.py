@@ -1,6 +1,6 @@
-"""Regenerate the bundled catalog snapshot, ``planner/data/catalog_snapshot.csv``.
+"""Regenerate the bundled catalog snapshot, ``planner/catalog/data/snapshot.csv``.
 
-Run ``python -m planner.catalog_snapshot_build`` (needs the ``test`` extra, for moto's data).
+Run ``python -m planner.catalog.snapshot`` (needs the ``test`` extra, for moto's data).
 
 Where each column comes from:
 
@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from planner.catalog import Catalog, offer_sort_key
-from planner.catalog_api import offer_from_spec
-from planner.catalog_csv import write_catalog_csv
+from planner.catalog.api import offer_from_spec
+from planner.catalog.csvfile import write_catalog_csv
+from planner.catalog.store import SNAPSHOT_PATH as SNAPSHOT
 
 PRICES_DATE = "2026-01-19"
-SNAPSHOT = Path(__file__).parent / "data" / "catalog_snapshot.csv"
 REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1")
 FAMILIES = ("c5", "c5n", "c6i", "c6a", "c7i", "c7g", "m5", "m6i", "m6a", "m7i", "m7g", "r5", "r6i", "r7i", "t3", "hpc6a")
 
