@@ -93,7 +93,8 @@ def catalog_label(catalog: Catalog) -> str:
     """Where the catalog's prices came from, in words, e.g. ``bulk offer files, cached``."""
     origin = catalog.origin or catalog.source
     if catalog.source == "snapshot" or origin == "snapshot":
-        return "snapshot bundled with d2c"
+        published = sorted({o.source for o in catalog.offers} - {"snapshot", ""})
+        return "snapshot bundled with d2c" + (f", from {'; '.join(published)}" if published else "")
     if catalog.source == "cache" and origin != "cache":
         return f"{origin}, cached"
     return origin
