@@ -9,6 +9,7 @@ Format (``version`` 1)::
                 "output_gb": 0.0},
      "plans": [{"rank": 1, "region": "us-east-1", "why": "…", "on_frontier": true,
                 "time_s": {"p50": …, "p90": …}, "cost_usd": {"p50": …, "p90": …},
+                "also_in": [{"region": "us-east-2", "cost_usd": {"p50": …, "p90": …}}, …],
                 "roles": [{"role": "master", "instance_type": "c6i.xlarge", "count": 1,
                            "market": "on-demand", "region": "us-east-1", "vcpus": 4,
                            "memory_gib": 8.0, "arch": "x86_64", "price_usd_h": 0.17,
@@ -47,6 +48,14 @@ class RoleAllocation:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """The same worker mix in another region (or with another master type), at its own cost."""
+
+    region: str
+    cost_usd: Estimate
+
+
+@dataclass(frozen=True)
 class Plan:
     """One way to run the app: the instances per role, predicted time and cost, and its rank."""
 
@@ -57,6 +66,8 @@ class Plan:
     cost_usd: Estimate
     why: str
     on_frontier: bool = False
+    also_in: tuple[Alternative, ...] = ()
+    """Where else the same worker mix runs, cheapest first."""
 
     @property
     def instance_count(self) -> int:
@@ -120,6 +131,7 @@ class PlanSet:
                     "time_s": asdict(p.time_s),
                     "cost_usd": asdict(p.cost_usd),
                     "roles": [asdict(a) for a in p.roles],
+                    "also_in": [{"region": a.region, "cost_usd": asdict(a.cost_usd)} for a in p.also_in],
                 }
                 for p in self.plans
             ],
@@ -160,6 +172,7 @@ def load_plans(path: Path) -> PlanSet:
                 time_s=Estimate(**p["time_s"]),
                 cost_usd=Estimate(**p["cost_usd"]),
                 roles=tuple(RoleAllocation(**a) for a in p["roles"]),
+                also_in=tuple(Alternative(a["region"], Estimate(**a["cost_usd"])) for a in p.get("also_in", ())),
             )
             for p in raw["plans"]
         )
