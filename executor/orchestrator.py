@@ -182,6 +182,20 @@ def check_plan_matches(descriptor: Descriptor, planset: PlanSet, plan: Plan, pla
             )
 
 
+def check_run_input(descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path, provider: str) -> None:
+    """Everything a run's input must pass before anything of the run is created (UsageError)."""
+    check_plan_matches(descriptor, planset, plan, plans_path)
+    if provider != "local":
+        return
+    for allocation in plan.roles:
+        role = descriptor.role(allocation.role)
+        if not role.image_is_folder:
+            raise UsageError(
+                f"{descriptor.path}: role {role.name!r}: a rehearsal with --provider local runs apps given as a folder, "
+                f"not the VM image {role.image.name}; use --provider aws"
+            )
+
+
 def start_with_fallback(
     orchestrator: "Orchestrator",
     descriptor: Descriptor,
@@ -191,16 +205,17 @@ def start_with_fallback(
     plans_path: Path,
     provider_for: Callable[[Plan], Provider],
     fallback: bool,
+    per_run_outputs: bool = False,
 ) -> RunResult:
     """Run ``plan``; when the cloud lacks capacity or quota for it and ``fallback`` is set, run the
     next-ranked plans in turn (each a run of its own, torn down before the next starts)."""
-    result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path)
+    result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path, per_run_outputs=per_run_outputs)
     ranks = sorted(p.rank for p in planset.plans if p.rank > plan.rank)
     while fallback and result.capacity_error and ranks:
         plan = planset.plan(ranks.pop(0))
         orchestrator.ui.note(f"{result.message}; trying plan {plan.rank}, as --next-plan-on-capacity allows")
         orchestrator.provider = provider_for(plan)
-        result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path)
+        result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path, per_run_outputs=per_run_outputs)
     return result
 
 
@@ -264,18 +279,13 @@ class Orchestrator:
 
     # -- entry points ---------------------------------------------------------------------------
 
-    def check(self, descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path) -> None:
-        """Everything a run's input must pass before anything of the run is created (UsageError)."""
-        check_plan_matches(descriptor, planset, plan, plans_path)
-        self._check_images(descriptor, plan)
-
     def start(self, descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path, per_run_outputs: bool = False) -> RunResult:
         """Check the plan against the descriptor, journal a new run and drive it to the end.
 
         ``per_run_outputs`` (``--allow-concurrent``) puts the outputs in a folder named after the
         run (see :func:`executor.fetch.per_run_target`), so runs side by side never overwrite each other's.
         """
-        self.check(descriptor, planset, plan, plans_path=plans_path)
+        check_run_input(descriptor, planset, plan, plans_path=plans_path, provider=self.provider.name)
         run_id = new_run_id(descriptor.name)
         run_dir = private_dir(runs_dir() / run_id)
         now = self.clock()
@@ -372,17 +382,6 @@ class Orchestrator:
                 return
         if run.record.state in ("running", "fetching"):
             self._fetch(run)
-
-    def _check_images(self, descriptor: Descriptor, plan: Plan) -> None:
-        if self.provider.name != "local":
-            return
-        for allocation in plan.roles:
-            role = descriptor.role(allocation.role)
-            if not role.image_is_folder:
-                raise UsageError(
-                    f"{descriptor.path}: role {role.name!r}: a rehearsal with --provider local runs apps given as a folder, "
-                    f"not the VM image {role.image.name}; use --provider aws"
-                )
 
     def _watchdog(self, run: _Run) -> Watchdog:
         deadline_at = None
