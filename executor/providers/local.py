@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
+from d2c.state import private_dir
 from d2c.transport.local import LocalHost
 from executor.journal import Journal, Resource
 from executor.providers.base import Machine, ProvisionRequest
@@ -82,7 +83,8 @@ class LocalProvider:
                 journal.add_resource(
                     Resource(request.run_id, "instance", instance_id, request.region, allocation.role, time.time(), details={"root": str(root), **machine.to_details()})
                 )
-                root.mkdir(parents=True, exist_ok=True)
+                private_dir(root.parent)
+                root.mkdir(exist_ok=True)
                 machines.append(machine)
                 if request.progress:
                     request.progress("launching", len(machines), total)
