@@ -182,15 +182,17 @@ class Journal:
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A connection for queries; a read-only journal that does not exist yet reads as empty."""
         if self.read_only:
-            if not self.path.exists():
-                with closing(sqlite3.connect(":memory:")) as db:
+            if self.path.exists():
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                with closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as db:
                     db.row_factory = sqlite3.Row
-                    db.executescript(_SCHEMA)
-                    yield db
-                return
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            with closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as db:
+                    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                        yield db
+                        return
+            # No journal yet (or one being created this instant): no runs.
+            with closing(sqlite3.connect(":memory:")) as db:
                 db.row_factory = sqlite3.Row
+                db.executescript(_SCHEMA)
                 yield db
             return
         with closing(sqlite3.connect(self.path, timeout=30.0)) as db:

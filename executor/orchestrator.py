@@ -744,7 +744,10 @@ class Orchestrator:
                     nbytes += entry.pop("bytes")
                     fetched.append(entry)
                 self.ui.progress("downloading", len(run.descriptor.outputs), len(run.descriptor.outputs))
-                self._fetch_one(run, tree, workdir, f".d2c/{MASTER_TAG}.log", run.run_dir / "logs" / "master.log", None, quiet=True)
+                log = run.run_dir / "logs" / "master.log"
+                self._fetch_one(run, tree, workdir, f".d2c/{MASTER_TAG}.log", log, None, quiet=True)
+                if log.is_file() and not log.is_symlink():
+                    log.chmod(PRIVATE_FILE_MODE)
             finally:
                 tree.close()
         finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 import shlex
 import shutil
 import signal
@@ -65,7 +66,8 @@ class LocalProvider:
             for index in range(first, first + allocation.count):
                 name = f"{allocation.role}-{index}"
                 root = host_root(request.run_dir, name)
-                instance_id = f"local-{request.run_id}-{name}"
+                # Unique per launch, as EC2's ids are: a host provisioned again after a resume is a new instance.
+                instance_id = f"local-{request.run_id}-{name}-{secrets.token_hex(3)}"
                 machine = Machine(
                     run_id=request.run_id,
                     instance_id=instance_id,
