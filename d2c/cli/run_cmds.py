@@ -129,25 +129,34 @@ def _finish(result) -> None:
 @click.option("--ssh-timeout", type=float, default=None, help="seconds to wait for each host's SSH (default 300)")
 @click.option("--poll", type=float, default=None, help="seconds between looks at the running app (default 2)")
 @click.option("--next-plan-on-capacity", "fallback", is_flag=True, help="if AWS lacks capacity or quota for the plan, try the next-ranked one")
-def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback):
-    """Carry out a plan: provision, upload, run the master, fetch outputs, tear down."""
+@click.option("--allow-concurrent", is_flag=True, help="run beside other runs of this project; outputs go to results/<run>/ instead")
+def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, allow_concurrent):
+    """Carry out a plan: provision, upload, run the master, fetch outputs, tear down.
+
+    Every input (descriptor, plans.json, the plan against the descriptor) is checked before
+    anything is created: no journal, run folder or lock file exists for a refused run.
+    """
     from d2c.descriptor import load_descriptor
     from executor.journal import open_journal
-    from executor.orchestrator import Orchestrator, start_with_fallback
+    from executor.orchestrator import Orchestrator, check_run_input, start_with_fallback
+    from executor.run_lock import acquire_run_lock
     from planner.plans import load_plans
 
-    journal = open_journal()
     if resume_id:
-        record = journal.run(resume_id)
+        record = open_journal(read_only=True).run(resume_id)
         descriptor = load_descriptor(Path(record.descriptor))
         planset = load_plans(Path(record.plans_file))
         plan = planset.plan(record.plan_rank)
+        check_run_input(descriptor, planset, plan, plans_path=Path(record.plans_file), provider=record.provider)
         chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
         profile = profile_path or record.details.get("profile")
+        _check_not_followed(record)
+        allow_concurrent = bool(record.details.get("per_run_outputs"))
     else:
         descriptor = load_descriptor(descriptor_path)
         planset = load_plans(plans_path)
         plan = planset.plan(plan_rank)
+        check_run_input(descriptor, planset, plan, plans_path=plans_path, provider=provider)
         chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
         profile = profile_path or (descriptor.project_dir / "profile.json")
         if provider == "aws":
@@ -160,6 +169,9 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
             if not sys.stdin.isatty():
                 raise UsageError(f"{question} — pass --yes to confirm when not at a terminal")
             click.confirm(question, abort=True)
+    if not allow_concurrent:
+        acquire_run_lock(open_journal(read_only=True), resuming=resume_id)
+    journal = open_journal()
     with _TerminalUI(chosen.simulated) as ui:
         orchestrator = Orchestrator(journal, chosen, ui=ui, settings=_settings(poll, Path(profile) if profile else None))
         if resume_id:
@@ -173,8 +185,18 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
                 plans_path=plans_path,
                 provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout),
                 fallback=fallback,
+                per_run_outputs=allow_concurrent,
             )
     _finish(result)
+
+
+def _check_not_followed(record) -> None:
+    """A run another live controller drives is not resumed a second time."""
+    from executor.controller import controller_alive
+
+    if record.active and controller_alive(record.details):
+        pid = record.details["controller"]["pid"]
+        raise UsageError(f"run {record.run_id} is already followed by a live 'd2c run' (pid {pid}); see 'd2c status {record.run_id}'")
 
 
 @click.command("status")
@@ -185,7 +207,7 @@ def status_cmd(run_id, as_json):
     from executor.controller import controller_alive
     from executor.journal import open_journal
 
-    journal = open_journal()
+    journal = open_journal(read_only=True)
     runs = [journal.run(run_id)] if run_id else journal.runs()
     rows = []
     for run in runs:
@@ -239,7 +261,7 @@ def logs_cmd(run_id, follow):
     """Print the master's log of a run (as streamed to this machine)."""
     from executor.journal import open_journal
 
-    journal = open_journal()
+    journal = open_journal(read_only=True)
     record = journal.run(run_id)
     path = record.run_dir / "logs" / "master.log"
     position = 0
@@ -269,10 +291,13 @@ def down_cmd(run_id, everything, regions):
     if bool(run_id) == bool(everything):
         raise UsageError("d2c down: give a RUN id or --all (not both)")
     journal = open_journal()
+    # Deleting what costs money comes first; on a full disk the journal may lag behind (told below).
+    journal.best_effort = True
     if run_id:
         record = journal.run(run_id)
         provider = _provider(record.provider, region=record.region, connect=None, ssh_from=None, subnet=None)
         _down_one(journal, provider, run_id)
+        _warn_unsaved(journal)
         return
     found_any = False
     for run in journal.runs():
@@ -297,6 +322,16 @@ def down_cmd(run_id, everything, regions):
             journal.update_run(run.run_id, state="finished", finished_at=time.time(), outcome="stopped", message="stopped by 'd2c down'")
     if not found_any:
         click.echo("nothing to delete: no run has resources left")
+    _warn_unsaved(journal)
+
+
+def _warn_unsaved(journal) -> None:
+    if journal.unsaved:
+        click.echo(
+            f"warning: the journal {journal.path} could not record {len(journal.unsaved)} change(s) ({journal.unsaved[0]}); "
+            "the resources are deleted all the same; run 'd2c down' again once the disk has space to bring the journal up to date",
+            err=True,
+        )
 
 
 def _down_one(journal, provider, run_id: str) -> None:
@@ -324,7 +359,7 @@ def report_cmd(run_id, as_json):
     from executor.journal import open_journal
     from executor.report import load_report, report_lines
 
-    record = open_journal().run(run_id)
+    record = open_journal(read_only=True).run(run_id)
     report = load_report(record.run_dir)
     if as_json:
         click.echo(json.dumps(report, indent=2))
