@@ -22,6 +22,7 @@ Every problem found is reported as one line naming the file, the field and the f
       workers: [1, 2]
       full_scale: 1.0
     desktop: local               # or {host: ssh://user@host:2222, key: ~/.ssh/id_ed25519}
+    exclude: ["*.png", "plans.json"]   # not uploaded (gitignore syntax, besides .d2cignore)
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ MAX_COUNT = 1000
 DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
-_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file")
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "exclude")
 _ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
@@ -125,6 +126,8 @@ class Descriptor:
     profile: ProfileSpec | None = None
     desktop: Desktop = field(default_factory=lambda: Desktop(kind="local"))
     done_file: str | None = None
+    exclude: tuple[str, ...] = ()
+    """Files of app folders not to upload, in gitignore syntax (besides each folder's ``.d2cignore``)."""
 
     @property
     def project_dir(self) -> Path:
@@ -284,6 +287,7 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
     done_file = None
     if top.get("done_file") is not None:
         done_file = _remote_path(check, top["done_file"], "done_file", workdir)
+    exclude = _exclude(check, top.get("exclude", []) or [])
     return Descriptor(
         path=path,
         name=name,
@@ -294,7 +298,23 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         profile=profile,
         desktop=desktop,
         done_file=done_file,
+        exclude=exclude,
     )
+
+
+def _exclude(check: _Checker, value: Any) -> tuple[str, ...]:
+    """Upload ignores in gitignore syntax (https://git-scm.com/docs/gitignore#_pattern_format)."""
+    import pathspec
+
+    patterns = []
+    for i, item in enumerate(check.sequence(value, "exclude")):
+        pattern = check.string(item, f"exclude[{i}]")
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except ValueError:
+            raise check.fail(f"exclude[{i}]", f"{pattern!r} is not a gitignore pattern; write e.g. '*.png', 'results/' or '!keep.dat'") from None
+        patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _workdir(check: _Checker, value: Any) -> str:
