@@ -74,7 +74,7 @@ def frontier_figure(planset: PlanSet, points: tuple[tuple[float, float], ...]):
             xerr=[[0.0], [(plan.time_s.p90 - plan.time_s.p50) / size]],
             yerr=[[0.0], [plan.cost_usd.p90 - plan.cost_usd.p50]],
             fmt="o", color="tab:orange" if best else "tab:green", markersize=7 if best else 5, capsize=3, zorder=4 if best else 3,
-            gid="plan-" + "-".join(str(p.rank) for p in group),
+            label="_plan-" + "-".join(str(p.rank) for p in group),  # "_": kept out of the legend, there for readers of the figure
         )
         ranks = ",".join(f"#{p.rank}" for p in group)
         ax.annotate(ranks, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8, fontweight="bold" if best else "normal", zorder=5)

@@ -26,6 +26,7 @@ and log lines are printed as they come and the status line every 30 seconds.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -77,13 +78,16 @@ def run_targets(plan, planset, *, reserve_s: float, started_at: float, deadline_
     )
 
 
-def money(usd: float) -> str:
-    """``$0.0123`` for fractions of a cent (rehearsals and short runs), ``$0.50``, ``$12.34``, ``$1,234``."""
+def money(usd: float, *, down: bool = False) -> str:
+    """``$0.0123`` for fractions of a cent (rehearsals and short runs), ``$0.50``, ``$12.34``, ``$1,234``.
+
+    ``down`` rounds toward zero, for limits: a stop point of $4.995 reads $4.99, never the budget's $5.00.
+    """
     if usd < 1 and abs(usd - round(usd, 2)) > 1e-9:
-        return f"${usd:.4f}"
+        return f"${math.floor(usd * 1e4) / 1e4 if down else usd:.4f}"
     if usd < 1000:
-        return f"${usd:.2f}"
-    return f"${usd:,.0f}"
+        return f"${math.floor(usd * 100 + 1e-9) / 100 if down else usd:.2f}"
+    return f"${math.floor(usd) if down else usd:,.0f}"
 
 
 def _parts(state: str, now: float, targets: RunTargets, spent_usd: float | None) -> list[tuple[str, ...]]:
@@ -100,7 +104,7 @@ def _parts(state: str, now: float, targets: RunTargets, spent_usd: float | None)
         over = format_clock(elapsed - targets.p90_s)
         parts.append((f"ETA passed: {over} past p90", f"{over} past p90"))
     sim = " (simulated)" if targets.simulated else ""
-    budget, stop = money(targets.budget_usd), money(targets.stop_usd)
+    budget, stop = money(targets.budget_usd), money(targets.stop_usd, down=True)
     if spent_usd is None:
         parts.append((f"budget {budget}{sim}, watchdog stops at {stop}", f"budget {budget}, stops at {stop}", f"budget {budget} stop {stop}", f"budget {budget}"))
     else:
