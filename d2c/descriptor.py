@@ -23,6 +23,7 @@ Every problem found is reported as one line naming the file, the field and the f
       full_scale: 1.0
     desktop: local               # or {host: ssh://user@host:2222, key: ~/.ssh/id_ed25519}
     env: {OMP_NUM_THREADS: "1"}  # variables the app's commands see, on every host
+    exclude: ["*.png", "plans.json"]   # not uploaded (gitignore syntax, besides .d2cignore)
 
 Names that reach a remote shell (the work folder, remote paths, login users) are held to a safe
 alphabet: a newline, ``;``, ``$`` or a quote there would end the quoted word d2c builds around
@@ -46,7 +47,7 @@ MAX_COUNT = 1000
 DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
-_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env")
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env", "exclude")
 _ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
@@ -138,6 +139,8 @@ class Descriptor:
     done_file: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     """``env:`` as (name, value) pairs in file order: exported for every role command."""
+    exclude: tuple[str, ...] = ()
+    """Files of app folders not to upload, in gitignore syntax (besides each folder's ``.d2cignore``)."""
 
     @property
     def project_dir(self) -> Path:
@@ -298,6 +301,7 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
     if top.get("done_file") is not None:
         done_file = _remote_path(check, top["done_file"], "done_file", workdir)
     env = _env(check, top.get("env"))
+    exclude = _exclude(check, top.get("exclude", []) or [])
     return Descriptor(
         path=path,
         name=name,
@@ -309,6 +313,7 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         desktop=desktop,
         done_file=done_file,
         env=env,
+        exclude=exclude,
     )
 
 
@@ -340,6 +345,21 @@ def _safe_remote(check: _Checker, text: str, where: str) -> str:
         bad = next(c for c in text if not _REMOTE_PATH_RE.match(c))
         raise check.fail(where, f"{text!r} holds {bad!r}; remote paths may hold only letters, digits and . _ - / ~ + @ % = : ,")
     return text
+
+
+def _exclude(check: _Checker, value: Any) -> tuple[str, ...]:
+    """Upload ignores in gitignore syntax (https://git-scm.com/docs/gitignore#_pattern_format)."""
+    import pathspec
+
+    patterns = []
+    for i, item in enumerate(check.sequence(value, "exclude")):
+        pattern = check.string(item, f"exclude[{i}]")
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except ValueError:
+            raise check.fail(f"exclude[{i}]", f"{pattern!r} is not a gitignore pattern; write e.g. '*.png', 'results/' or '!keep.dat'") from None
+        patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _workdir(check: _Checker, value: Any) -> str:

@@ -504,7 +504,7 @@ class Orchestrator:
             host_pairs += [(t.local, posixpath.join(base, t.remote)) for t in descriptor.inputs]
             pairs[machine.name] = host_pairs
         exclude = tuple(Path(t.local) for t in descriptor.outputs)
-        total = total_bytes(pairs, exclude)
+        total = total_bytes(pairs, exclude, descriptor.exclude)
         sent = [0]
         counting = threading.Lock()
 
@@ -524,6 +524,7 @@ class Orchestrator:
             streams=self.settings.streams,
             on_bytes=on_bytes,
             exclude=exclude,
+            patterns=descriptor.exclude,
         )
         elapsed = time.monotonic() - started
         self._note(run, "uploaded", f"uploaded {copied / 1e6:.1f} MB to {len(pairs)} host(s) in {elapsed:.1f} s")

@@ -61,6 +61,12 @@ def acquire_run_lock(journal: Journal, *, resuming: str | None = None) -> None:
     _HELD.append(fd)
 
 
+def release_run_lock() -> None:
+    """Let go of the locks this process holds (``--detach`` hands the run to a background controller, which takes its own)."""
+    while _HELD:
+        os.close(_HELD.pop())
+
+
 def _read_holder(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text() or "null")

@@ -107,9 +107,9 @@ def test_cli_refresh_without_network_keeps_the_catalog_and_says_so(monkeypatch, 
     save_cache(current_catalog().select(regions=["eu-west-1"]))
     done = subprocess.run([sys.executable, "-m", "d2c", "catalog", "refresh", "--regions", "eu-west-1", "--source", "bulk"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "warning: catalog not refreshed: reading the bulk offer region index: cannot reach" in done.stderr
-    assert f"using the catalog already here: on-demand prices from {load_snapshot().fetched_at:%Y-%m-%d}" in done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "error: catalog not refreshed: reading the bulk offer region index: cannot reach" in done.stderr
+    assert f"falling back to the catalog already here: on-demand prices from {load_snapshot().fetched_at:%Y-%m-%d}" in done.stderr
     assert "Traceback" not in done.stderr
     assert load_cache().regions() == ["eu-west-1"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from d2c.cli.output import console, note, print_json, progress
-from d2c.errors import UsageError
+from d2c.errors import UsageError, WorkError
 
 
 @click.group("catalog")
@@ -40,8 +40,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[str, ...]) -> None:
     """Read current prices and specs into the local cache, with a progress bar.
 
-    Without network or credentials the cached catalog (or the bundled snapshot) stays in use,
-    and this says so.
+    Without network or credentials the cached catalog (or the bundled snapshot) stays in use:
+    this names it and exits 1, so that ``refresh && recommend`` does not plan on old prices.
     """
     from planner.catalog.store import describe_age, refresh
 
@@ -61,9 +61,8 @@ def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[st
         if outcome.bad_input:
             note(f"catalog not refreshed; using the catalog already here: {describe_age(outcome.catalog)}")
             raise UsageError(outcome.problem)
-        note(f"warning: catalog not refreshed: {outcome.problem}")
-        note(f"using the catalog already here: {describe_age(outcome.catalog)}")
-        return
+        note(f"falling back to the catalog already here: {describe_age(outcome.catalog)}")
+        raise WorkError(f"catalog not refreshed: {outcome.problem}")
     regions = outcome.catalog.regions()
     note(f"catalog refreshed: {len(outcome.catalog.offers)} offers in {len(regions)} region{'' if len(regions) == 1 else 's'}")
     note(describe_age(outcome.catalog))

@@ -99,7 +99,7 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
     if plot is not None:
         from planner.frontier_plot import write_frontier_plot
 
-        write_frontier_plot(plot, plans.plans, result.points, budget_usd=budget, deadline_s=deadline_s)
+        write_frontier_plot(plot, plans, result.points)
     if as_json:
         from d2c.cli.output import print_json
 
