@@ -53,10 +53,10 @@ pre.log { background:#10151f; color:#d7e0ee; padding:10px 12px; border-radius:6p
 .grid2 { display:grid; grid-template-columns:repeat(auto-fit, minmax(260px, 1fr)); gap:12px 24px; }
 .big { font-size:24px; font-weight:700; font-variant-numeric:tabular-nums; }
 figure.chart { margin:8px 0; }
-figure.chart svg { width:100%; height:auto; display:block; }
+figure.chart > svg { width:100%; height:auto; display:block; }
 svg .frame { fill:#fff; stroke:#aab3c2; } svg .grid { stroke:#edf0f5; } svg .tick { font-size:12px; fill:#5b6577; }
 svg .axis-title { font-size:13px; fill:#3b4456; }
-svg .line { stroke-width:2.2; } svg .band { opacity:.16; stroke:none; }
+svg .line { stroke-width:2.2; } svg path.band { opacity:.22; stroke:none; }
 svg .point { stroke-width:1.5; } svg .whisker { stroke-width:1.6; }
 svg .marker line { stroke-width:1.6; stroke-dasharray:6 4; } svg .marker text { font-size:12px; font-weight:600; }
 svg .span rect { fill:#1e8449; opacity:.07; } svg .span text { font-size:12px; fill:#1e8449; }
@@ -70,15 +70,23 @@ svg .marker text { stroke:none; }
 svg .now line, svg .now text { stroke:#1d2433; fill:#1d2433; }
 svg .p50 line, svg .p50 text { stroke:var(--p50); fill:var(--p50); }
 svg .p90 line, svg .p90 text { stroke:#5d8fd8; fill:#5d8fd8; }
-svg rect.key { stroke:none; }
+svg rect.key { stroke:none; fill:#aab3c2; }
+svg rect.key.budget-key { fill:var(--budget); } svg rect.key.deadline-key { fill:var(--deadline); }
+svg rect.key.stop-key { fill:var(--stop); } svg rect.key.measured-range { fill:#1e8449; opacity:.25; }
+.nowrap { white-space:nowrap; }
 svg rect.band { opacity:.3; }
 ul.legend { list-style:none; padding:0; margin:4px 0 0; display:flex; flex-wrap:wrap; gap:4px 16px; font-size:13px; color:var(--muted); }
 ul.legend li { display:flex; align-items:center; gap:6px; }
 @media (max-width: 640px) {
   main { padding:10px 10px 30px; } header.top { padding:8px 12px; }
   section.card { padding:10px; } h1 { font-size:19px; }
-  figure.chart { overflow-x:auto; } figure.chart svg { min-width:520px; }
+  figure.chart { overflow-x:auto; } figure.chart > svg { min-width:560px; }
   th, td { padding:5px 6px; }
+  table.cards thead { display:none; }
+  table.cards tr { display:block; border:1px solid var(--line); border-radius:6px; margin:0 0 10px; padding:4px 0; }
+  table.cards td { display:grid; grid-template-columns:7.5em 1fr; gap:8px; border:none; text-align:left; white-space:normal; padding:3px 8px; }
+  table.cards td::before { content:attr(data-label); color:var(--muted); font-size:13px; }
+  table.cards td.num { text-align:left; }
 }
 """
 
@@ -116,15 +124,20 @@ def notice(text: str) -> str:
     return f'<p class="notice">{escape(text)}</p>'
 
 
-def table(headings: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: Sequence[int] = (), row_classes: Sequence[str] = (), css_id: str = "") -> str:
-    """An HTML table in a horizontally scrolling box; cells are already HTML."""
+def table(
+    headings: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: Sequence[int] = (), row_classes: Sequence[str] = (), css_id: str = "", cards: bool = False
+) -> str:
+    """An HTML table in a horizontally scrolling box; cells are already HTML. With ``cards`` each
+    row becomes a card of labelled lines on a narrow screen."""
     head = "".join(f'<th{NUMERIC if i in numeric else ""}>{escape(h)}</th>' for i, h in enumerate(headings))
     body = []
     for index, row in enumerate(rows):
         css = row_classes[index] if index < len(row_classes) else ""
-        cells = "".join(f'<td{NUMERIC if i in numeric else ""}>{cell}</td>' for i, cell in enumerate(row))
+        cells = "".join(f'<td{NUMERIC if i in numeric else ""} data-label="{escape(headings[i]) if i < len(headings) else ""}">{cell}</td>' for i, cell in enumerate(row))
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
     ident = f' id="{css_id}"' if css_id else ""
+    if cards:
+        ident += ' class="cards"'
     return f'<div class="scroll"><table{ident}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
@@ -147,6 +160,18 @@ def duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return MISSING
     return format_duration(seconds)
+
+
+def tick_duration(seconds: float) -> str:
+    """A time-axis tick: ``0``, ``30s``, ``5m``, ``1h30m``."""
+    if seconds <= 0:
+        return "0"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    if seconds < 3600:
+        return f"{seconds / 60:g}m"
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
 
 
 def percent(fraction: float | None) -> str:

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from d2c.cli.ui.html import MISSING, duration, facts, notice, table, text, usd
-from d2c.cli.ui.svg import Axis, Chart, padded
+from d2c.cli.ui.html import MISSING, duration, facts, notice, table, text, tick_duration, usd
+from d2c.cli.ui.svg import Axis, Chart, padded, time_axis
 
 BREAKDOWN_FIELDS = ("cost_breakdown", "breakdown")
 """Where a plan may carry its cost breakdown (a mapping or dataclass of item -> USD)."""
@@ -59,10 +59,10 @@ def frontier_chart(planset) -> Chart:
     plans = planset.plans
     times = [p.time_s.p50 for p in plans] + [p.time_s.p90 for p in plans]
     costs = [p.cost_usd.p50 for p in plans] + [p.cost_usd.p90 for p in plans]
-    x = Axis(*padded(times, log=True, include=[planset.deadline_s] if planset.deadline_s else []), "predicted time (median, whisker to p90)", log=True, ticks=duration)
+    x = time_axis(*padded(times, log=True, include=[planset.deadline_s] if planset.deadline_s else []), "predicted time (median, whisker to p90)", tick_duration, log=True)
     y = Axis(*padded(costs, log=True, include=[planset.budget_usd]), "predicted cost, USD (median, whisker to p90)", log=True, ticks=lambda v: usd(v, 2 if v >= 1 else 3))
     chart = Chart(x, y, "cost against time of the ranked plans, with the budget and the deadline", css_id="frontier-chart")
-    chart.hline(planset.budget_usd, "budget", f"budget {usd(planset.budget_usd)}")
+    chart.hline(planset.budget_usd, "budget", f"budget {usd(planset.budget_usd)}", anchor_right=False)
     chart.legend.append(("budget-key", "budget"))
     if planset.deadline_s:
         chart.vline(planset.deadline_s, "deadline", f"deadline {duration(planset.deadline_s)}")
@@ -73,16 +73,29 @@ def frontier_chart(planset) -> Chart:
         css = "s0" if plan.on_frontier else "s6"
         chart.whisker((plan.time_s.p50, plan.cost_usd.p50), (plan.time_s.p90, plan.cost_usd.p50), css)
         chart.whisker((plan.time_s.p50, plan.cost_usd.p50), (plan.time_s.p50, plan.cost_usd.p90), css)
-    seen: set[tuple[float, float]] = set()
-    for plan in sorted(plans, key=lambda p: p.rank):
-        where = (round(plan.time_s.p50, 6), round(plan.cost_usd.p50, 6))
+    clusters: list[tuple[tuple[float, float], list[int]]] = []
+    for plan in sorted(plans, key=lambda p: -p.rank):  # the best-ranked drawn last, on top
+        where = (plan.time_s.p50, plan.cost_usd.p50)
         tip = f"#{plan.rank}: " + " + ".join(f"{a.count}x {a.instance_type}" for a in plan.roles) + f" in {plan.region}, {duration(plan.time_s.p50)}, {usd(plan.cost_usd.p50)}"
-        chart.points([(plan.time_s.p50, plan.cost_usd.p50)], "s0" if plan.on_frontier else "s6", titles=[tip], hollow=not plan.on_frontier)
-        if where not in seen:
-            chart.label_at((plan.time_s.p50, plan.cost_usd.p50), f"#{plan.rank}")
-            seen.add(where)
+        chart.points([where], "s0" if plan.on_frontier else "s6", titles=[tip], hollow=not plan.on_frontier)
+        cluster = next((c for c in clusters if chart.near(c[0], where)), None)
+        if cluster is None:
+            clusters.append((where, [plan.rank]))
+        else:
+            cluster[1].append(plan.rank)
+    for where, ranks in clusters:
+        chart.label_at(where, rank_label(sorted(ranks)))
     chart.legend.append(("s6", "other ranked plans (hollow)"))
     return chart
+
+
+def rank_label(ranks: list[int]) -> str:
+    """``#3``, ``#1-5`` or ``#1,4,7`` for plans drawn on top of one another."""
+    if len(ranks) == 1:
+        return f"#{ranks[0]}"
+    if ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"#{ranks[0]}-{ranks[-1]}"
+    return "#" + ",".join(str(r) for r in ranks)
 
 
 def _age(fetched_at: str) -> str:
@@ -125,7 +138,7 @@ def plans_table(planset, plans_path: Path, default_path: Path) -> str:
     rows = []
     for plan in sorted(planset.plans, key=lambda p: p.rank):
         roles = "<br>".join(
-            f'{escape(a.role)}: {a.count}× <span class="type">{escape(a.instance_type)}</span> <span class="muted small">{escape(a.market)}, '
+            f'{escape(a.role)}: <span class="nowrap">{a.count}× <span class="type">{escape(a.instance_type)}</span></span> <span class="muted small">{escape(a.market)}, '
             f"{a.workers_per_instance} worker(s) each{', ' + escape(str(getattr(a, 'zone'))) if getattr(a, 'zone', None) else ''}</span>"
             for a in plan.roles
         )
@@ -133,7 +146,7 @@ def plans_table(planset, plans_path: Path, default_path: Path) -> str:
             [
                 f"<strong>#{plan.rank}</strong>" + (' <span class="badge">frontier</span>' if plan.on_frontier else ""),
                 roles,
-                escape(plan.region),
+                f'<span class="nowrap">{escape(plan.region)}</span>',
                 f"{duration(plan.time_s.p50)}<br><span class=\"muted small\">p90 {duration(plan.time_s.p90)}</span>",
                 f"{usd(plan.cost_usd.p50)}<br><span class=\"muted small\">p90 {usd(plan.cost_usd.p90)}</span>",
                 f"{usd(plan.hourly_usd, 3)}/h",
@@ -142,7 +155,7 @@ def plans_table(planset, plans_path: Path, default_path: Path) -> str:
                 command_html(run_command(plan.rank, plans_path, default_path)),
             ]
         )
-    return table(["rank", "instances per role", "region", "time", "cost", "price", "cost breakdown", "why this rank", "to run it"], rows, numeric=(3, 4, 5), css_id="plans")
+    return table(["rank", "instances per role", "region", "time", "cost", "price", "cost breakdown", "why this rank", "to run it"], rows, numeric=(3, 4, 5), css_id="plans", cards=True)
 
 
 def render(project) -> tuple[str, str]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-from d2c.cli.ui.html import MISSING, duration, facts, notice, percent, table, text
-from d2c.cli.ui.svg import Axis, Chart, padded
+from d2c.cli.ui.html import MISSING, duration, facts, notice, percent, table, text, tick_duration
+from d2c.cli.ui.svg import Axis, Chart, padded, time_axis
 from profiler.model import MIN_SCALES_FOR_CURVATURE, PARSIMONY
 
 CURVE_POINTS = 48
@@ -27,10 +27,6 @@ def _scales(low: float, high: float) -> list[float]:
         return [low]
     step = (math.log(high) - math.log(low)) / (CURVE_POINTS - 1)
     return [math.exp(math.log(low) + i * step) for i in range(CURVE_POINTS)]
-
-
-def _seconds_tick(value: float) -> str:
-    return duration(value)
 
 
 def runtime_chart(profile) -> Chart:
@@ -47,7 +43,7 @@ def runtime_chart(profile) -> Chart:
     curves = {w: [model.runtime(s, w) for s in scales] for w in worker_counts}
     times = [r.own_wall_s for r in profile.runs] + [e.p90 for c in curves.values() for e in c] + [e.p50 for c in curves.values() for e in c]
     x = Axis(*padded(scales, log=True, pad=0.03), "scale (problem size; 1 = the descriptor's full_scale)" if full == 1 else f"scale (full scale {full:g})", log=True)
-    y = Axis(*padded(times, log=True), "wall time", log=True, ticks=_seconds_tick)
+    y = time_axis(*padded(times, log=True), "wall time", tick_duration, log=True)
     chart = Chart(x, y, f"runtime against scale for {profile.app}: measured runs and model {model.name}", css_id="runtime-chart")
     chart.vspan(low, high_measured, "measured-range", "measured")
     chart.vline(full, "full-scale", f"full scale {full:g}")

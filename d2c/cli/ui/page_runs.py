@@ -13,9 +13,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from d2c.cli.ui.html import MISSING, duration, facts, meter, notice, table, text, usd
+from d2c.cli.ui.html import MISSING, duration, facts, meter, notice, table, text, tick_duration, usd
 from d2c.cli.ui.run_view import RunView, run_view
-from d2c.cli.ui.svg import Axis, Chart, padded
+from d2c.cli.ui.svg import Axis, Chart, padded, time_axis
 
 LOG_TAIL_LINES = 60
 LOG_TAIL_BYTES = 64 * 1024
@@ -54,10 +54,14 @@ def spend_html(view: RunView) -> str:
     budget = view.record.budget_usd
     label = " (simulated)" if view.simulated else ""
     stop = f"; the watchdog stops the run at {usd(view.stop_line_usd)} (keeping {usd(view.reserve_usd)} to fetch outputs and tear down)" if view.record.active else ""
+    warning = ""
+    if view.record.active and view.spent_usd >= view.stop_line_usd:
+        warning = '<p class="notice small" id="past-stop-line">spend has reached the watchdog\'s stop line: the controller stops the run at its next look</p>'
     return (
         f'<div class="big"><span id="spent">{usd(view.spent_usd)}</span>{label}</div>'
         f'<div class="muted small">of the <span id="budget">{usd(budget)}</span> budget{stop}</div>'
         + meter(view.spent_usd / budget if budget else 0.0, "spend-meter")
+        + warning
     )
 
 
@@ -75,6 +79,8 @@ def time_html(view: RunView) -> str:
     ]
     if limit:
         parts.append(meter(view.elapsed_s / (limit - created) if limit > created else 1.0, "time-meter"))
+    if view.record.active and p90 is not None and view.now > p90:
+        parts.append(f'<p class="notice small" id="past-p90">running {duration(view.now - p90)} past the plan\'s p90 time</p>')
     return "".join(parts)
 
 
@@ -86,10 +92,10 @@ def spend_chart(view: RunView) -> Chart:
     ends = [at - created for at in marks.values() if at is not None]
     x_high = max([view.elapsed_s, *ends, 60.0]) * 1.04
     y_values = [usd_ for _, usd_ in view.series] + [record.budget_usd]
-    x = Axis(0.0, x_high, "time since the run was created", ticks=duration)
-    y = Axis(*padded(y_values, zero=True), "spent, USD", ticks=lambda v: usd(v, 2 if record.budget_usd >= 5 else 3))
+    x = time_axis(0.0, x_high, "time since the run was created", tick_duration)
+    y = Axis(*padded(y_values, zero=True), "spent, USD", ticks=lambda v: usd(v, 2 if record.budget_usd >= 0.5 else 4))
     chart = Chart(x, y, f"spend over time for run {record.run_id} against its budget", css_id="spend-chart", height=320)
-    chart.hline(record.budget_usd, "budget", f"budget {usd(record.budget_usd)}")
+    chart.hline(record.budget_usd, "budget", f"budget {usd(record.budget_usd)}", anchor_right=False)
     if record.active:
         chart.hline(view.stop_line_usd, "stop", f"watchdog stops at {usd(view.stop_line_usd)}", anchor_right=False)
     for name, at in marks.items():
@@ -120,7 +126,7 @@ def hosts_html(view: RunView) -> str:
         ]
         for h in view.hosts
     ]
-    return table(["host", "role", "type", "market", "price", "launched", "ended", "state", "cost"], rows, numeric=(4, 8), css_id="hosts")
+    return table(["host", "role", "type", "market", "price", "launched", "ended", "state", "cost"], rows, numeric=(4, 8), css_id="hosts", cards=True)
 
 
 def events_html(journal, run_id: str) -> str:
@@ -216,7 +222,7 @@ def render_list(project) -> tuple[str, str]:
                 text(view.controller),
             ]
         )
-    return "Runs", "<h1>Runs</h1>" + table(["run", "provider", "state", "plan", "spent", "budget", "created", "controller"], rows, numeric=(4, 5), css_id="runs")
+    return "Runs", "<h1>Runs</h1>" + table(["run", "provider", "state", "plan", "spent", "budget", "created", "controller"], rows, numeric=(4, 5), css_id="runs", cards=True)
 
 
 def render_run(project, run_id: str) -> tuple[str, str] | None:

@@ -4,7 +4,8 @@ A :class:`Chart` maps data to a fixed drawing area (``viewBox``) with linear or 
 the browser scales the whole picture to the page width. Every mark carries a CSS class (and
 where useful a ``data-*`` attribute) so the page's style colours it and tests can find it.
 Tick positions are the "nice numbers" 1, 2, 5 × 10^k (linear) or the decades and their 2 and 5
-multiples (log).
+multiples (log); a time axis (``time_axis``) ticks at whole seconds, minutes and hours instead.
+Marker labels that would overlap an earlier one are moved down a line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ WIDTH = 720
 HEIGHT = 380
 MARGIN = (24, 24, 54, 74)
 """Top, right, bottom, left, in drawing units."""
+LABEL_LINE = 15
+"""Height of a marker label's line, in drawing units."""
+CHAR_WIDTH = 7.2
+"""Rough width of one character of a 12-unit bold label (for moving overlapping labels apart)."""
+TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 4 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
+"""Seconds at which a time axis may tick: whole seconds, minutes, hours, days."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class Axis:
     title: str
     log: bool = False
     ticks: Callable[[float], str] = lambda v: f"{v:g}"
+    steps: tuple[float, ...] = ()
+    """Tick values to choose from instead of 1-2-5 multiples (e.g. TIME_STEPS)."""
 
     def fraction(self, value: float) -> float:
         """Where ``value`` falls between low (0) and high (1)."""
@@ -41,6 +50,8 @@ class Axis:
 
     def tick_values(self, count: int = 6) -> list[float]:
         """Readable tick values inside the range."""
+        if self.steps:
+            return self._stepped(count)
         if self.log:
             values = []
             for exponent in range(math.floor(math.log10(self.low)), math.ceil(math.log10(self.high)) + 1):
@@ -56,6 +67,21 @@ class Axis:
         step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
         first = math.ceil(self.low / step) * step
         return [first + i * step for i in range(int((self.high - first) / step + 1e-9) + 1)]
+
+    def _stepped(self, count: int) -> list[float]:
+        if self.log:
+            values = [v for v in self.steps if self.low <= v <= self.high]
+            while len(values) > count + 2:
+                values = values[::2]
+            return values
+        step = next((v for v in self.steps if (self.high - self.low) / v <= count), self.steps[-1])
+        first = math.ceil(self.low / step) * step
+        return [first + i * step for i in range(int((self.high - first) / step + 1e-9) + 1)]
+
+
+def time_axis(low: float, high: float, title: str, ticks: Callable[[float], str], *, log: bool = False) -> Axis:
+    """An axis of seconds ticking at whole seconds, minutes or hours."""
+    return Axis(low, high, title, log=log, ticks=ticks, steps=TIME_STEPS)
 
 
 def padded(values: Iterable[float], *, log: bool = False, include: Sequence[float] = (), pad: float = 0.08, zero: bool = False) -> tuple[float, float]:
@@ -87,6 +113,17 @@ class Chart:
     height: int = HEIGHT
     marks: list[str] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)
+    labels: list[tuple[float, float, float]] = field(default_factory=list)
+    """Placed marker labels as (left, right, baseline), to keep new ones clear of them."""
+
+    def _place(self, x: float, y: float, text: str, anchor: str) -> float:
+        """A baseline for a label at ``x`` that overlaps no earlier label, starting from ``y``."""
+        width = len(text) * CHAR_WIDTH
+        left = x - width if anchor == "end" else x - width / 2 if anchor == "middle" else x
+        while any(left < r and l < left + width and abs(y - b) < LABEL_LINE for l, r, b in self.labels):
+            y += LABEL_LINE
+        self.labels.append((left, left + width, y))
+        return y
 
     def px(self, value: float) -> float:
         top, right, bottom, left = MARGIN
@@ -138,9 +175,10 @@ class Chart:
         py = self.py(y)
         x_text = self.width - right - 4 if anchor_right else left + 4
         anchor = "end" if anchor_right else "start"
+        baseline = self._place(x_text, py - 5 if py - top > LABEL_LINE + 2 else py + 14, text, anchor)
         self.marks.append(
             f'<g class="marker {css}"><line x1="{left}" y1="{py:.1f}" x2="{self.width - right}" y2="{py:.1f}"/>'
-            f'<text x="{x_text}" y="{py - 5:.1f}" text-anchor="{anchor}">{escape(text)}</text></g>'
+            f'<text x="{x_text}" y="{baseline:.1f}" text-anchor="{anchor}">{escape(text)}</text></g>'
         )
 
     def vline(self, x: float, css: str, text: str) -> None:
@@ -149,9 +187,10 @@ class Chart:
         px = self.px(x)
         anchor = "end" if px > self.width * 0.6 else "start"
         offset = -5 if anchor == "end" else 5
+        baseline = self._place(px + offset, top + 14, text, anchor)
         self.marks.append(
             f'<g class="marker {css}"><line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{self.height - bottom}"/>'
-            f'<text x="{px + offset:.1f}" y="{top + 12}" text-anchor="{anchor}">{escape(text)}</text></g>'
+            f'<text x="{px + offset:.1f}" y="{baseline:.1f}" text-anchor="{anchor}">{escape(text)}</text></g>'
         )
 
     def vspan(self, x0: float, x1: float, css: str, text: str) -> None:
@@ -166,6 +205,10 @@ class Chart:
     def label_at(self, point: Point, text: str, css: str = "") -> None:
         """A small text label just above and right of ``point``."""
         self.marks.append(f'<text class="tag {css}" x="{self.px(point[0]) + 6:.1f}" y="{self.py(point[1]) - 6:.1f}">{escape(text)}</text>')
+
+    def near(self, a: Point, b: Point, distance: float = 14.0) -> bool:
+        """True when two data points are drawn within ``distance`` units of each other."""
+        return math.hypot(self.px(a[0]) - self.px(b[0]), self.py(a[1]) - self.py(b[1])) < distance
 
     def _axes(self) -> str:
         top, right, bottom, left = MARGIN
