@@ -112,17 +112,17 @@ def test_live_run_spend_updates_as_the_journal_grows(browser, ui_server, ui_proj
     assert before > 0
     _shots(browser, "run-live", tmp_path)
 
-    # A replacement host joins (as after a spot interruption) with ten minutes of billing behind it.
-    add_host(ui_project, "master", 2, "c7i.48xlarge", 8.568, launched_at=time.time() - 600)
+    # A replacement host joins (as after a spot interruption) with five minutes of billing behind it.
+    add_host(ui_project, "master", 2, "c7i.48xlarge", 8.568, launched_at=time.time() - 300)
     append_log(ui_project, ["batch 6: replacement host joined"])
     ui_project.journal().event(ui_project.live_run, "replaced", "master-2 joined the run")
 
     def spent_now():
         value = float(browser.find_element("id", "spent").text.lstrip("$").replace(",", ""))
-        return value if value > before + 1.0 else None
+        return value if value > before + 0.5 else None
 
     after = _wait_for(spent_now, what="the spend to include the new host")
-    assert after > before + 1.0
+    assert after > before + 0.5
     _wait_for(lambda: "master-2" in browser.find_element("id", "hosts").text, what="the new host in the hosts table")
     _wait_for(lambda: "replacement host joined" in browser.find_element("id", "live-log").text, what="the log tail")
     assert "master-2 joined the run" in browser.find_element("id", "events").text

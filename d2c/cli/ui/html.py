@@ -53,7 +53,7 @@ pre.log { background:#10151f; color:#d7e0ee; padding:10px 12px; border-radius:6p
 .grid2 { display:grid; grid-template-columns:repeat(auto-fit, minmax(260px, 1fr)); gap:12px 24px; }
 .big { font-size:24px; font-weight:700; font-variant-numeric:tabular-nums; }
 figure.chart { margin:8px 0; }
-figure.chart > svg { width:100%; height:auto; display:block; }
+figure.chart > svg { width:100%; height:auto; display:block; } figure.chart > svg.narrow { display:none; }
 svg .frame { fill:#fff; stroke:#aab3c2; } svg .grid { stroke:#edf0f5; } svg .tick { font-size:12px; fill:#5b6577; }
 svg .axis-title { font-size:13px; fill:#3b4456; }
 svg .line { stroke-width:2.2; } svg path.band { opacity:.22; stroke:none; }
@@ -61,15 +61,15 @@ svg .point { stroke-width:1.5; } svg .whisker { stroke-width:1.6; }
 svg .marker line { stroke-width:1.6; stroke-dasharray:6 4; } svg .marker text { font-size:12px; font-weight:600; }
 svg .span rect { fill:#1e8449; opacity:.07; } svg .span text { font-size:12px; fill:#1e8449; }
 svg .tag { font-size:11px; fill:#3b4456; }
-svg .budget line, svg .budget text { stroke:var(--budget); fill:var(--budget); }
-svg .deadline line, svg .deadline text { stroke:var(--deadline); fill:var(--deadline); }
-svg .stop line, svg .stop text { stroke:var(--stop); fill:var(--stop); }
-svg .full-scale line, svg .full-scale text { stroke:#3b4456; fill:#3b4456; }
-svg .instance-mem line, svg .instance-mem text { stroke:#7f8c8d; fill:#5b6577; }
+svg .budget line { stroke:var(--budget); } svg .budget text { fill:var(--budget); }
+svg .deadline line { stroke:var(--deadline); } svg .deadline text { fill:var(--deadline); }
+svg .stop line { stroke:var(--stop); } svg .stop text { fill:var(--stop); }
+svg .full-scale line { stroke:#3b4456; } svg .full-scale text { fill:#3b4456; }
+svg .instance-mem line { stroke:#7f8c8d; } svg .instance-mem text { fill:#5b6577; }
+svg .now line { stroke:#1d2433; } svg .now text { fill:#1d2433; }
+svg .p50 line { stroke:var(--p50); } svg .p50 text { fill:var(--p50); }
+svg .p90 line { stroke:#5d8fd8; } svg .p90 text { fill:#5d8fd8; }
 svg .marker text { stroke:none; }
-svg .now line, svg .now text { stroke:#1d2433; fill:#1d2433; }
-svg .p50 line, svg .p50 text { stroke:var(--p50); fill:var(--p50); }
-svg .p90 line, svg .p90 text { stroke:#5d8fd8; fill:#5d8fd8; }
 svg rect.key { stroke:none; fill:#aab3c2; }
 svg rect.key.budget-key { fill:var(--budget); } svg rect.key.deadline-key { fill:var(--deadline); }
 svg rect.key.stop-key { fill:var(--stop); } svg rect.key.measured-range { fill:#1e8449; opacity:.25; }
@@ -80,7 +80,7 @@ ul.legend li { display:flex; align-items:center; gap:6px; }
 @media (max-width: 640px) {
   main { padding:10px 10px 30px; } header.top { padding:8px 12px; }
   section.card { padding:10px; } h1 { font-size:19px; }
-  figure.chart { overflow-x:auto; } figure.chart > svg { min-width:560px; }
+  figure.chart > svg.wide { display:none; } figure.chart > svg.narrow { display:block; }
   th, td { padding:5px 6px; }
   table.cards thead { display:none; }
   table.cards tr { display:block; border:1px solid var(--line); border-radius:6px; margin:0 0 10px; padding:4px 0; }
@@ -133,7 +133,10 @@ def table(
     body = []
     for index, row in enumerate(rows):
         css = row_classes[index] if index < len(row_classes) else ""
-        cells = "".join(f'<td{NUMERIC if i in numeric else ""} data-label="{escape(headings[i]) if i < len(headings) else ""}">{cell}</td>' for i, cell in enumerate(row))
+        cells = "".join(
+            f'<td{NUMERIC if i in numeric else ""} data-label="{escape(headings[i]) if i < len(headings) else ""}">{f"<div>{cell}</div>" if cards else cell}</td>'
+            for i, cell in enumerate(row)
+        )
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
     ident = f' id="{css_id}"' if css_id else ""
     if cards:

@@ -29,6 +29,10 @@ def _scales(low: float, high: float) -> list[float]:
     return [math.exp(math.log(low) + i * step) for i in range(CURVE_POINTS)]
 
 
+def _workers(count: float) -> str:
+    return f"{count:g} worker" + ("" if count == 1 else "s")
+
+
 def runtime_chart(profile) -> Chart:
     """Measured runs, the model to full scale and its p50-p90 band, a line per worker count."""
     model = profile.model
@@ -52,7 +56,7 @@ def runtime_chart(profile) -> Chart:
         curve = curves[workers]
         data = f' data-workers="{workers:g}"'
         chart.band([(s, e.p50) for s, e in zip(scales, curve)], [(s, e.p90) for s, e in zip(scales, curve)], css, data=data)
-        chart.line([(s, e.p50) for s, e in zip(scales, curve)], f"model {css}", legend=f"{workers:g} workers: model p50 (band to p90)", data=data)
+        chart.line([(s, e.p50) for s, e in zip(scales, curve)], f"model {css}", legend=f"{_workers(workers)}: model p50 (band to p90)", data=data)
         ok = [r for r in desktop if r.workers == workers and r.fitted]
         partial = [r for r in desktop if r.workers == workers and not r.fitted]
         chart.points([(r.scale, r.own_wall_s) for r in ok], f"measured {css}", titles=[f"scale {r.scale:g}, {workers:g} workers: {r.own_wall_s:.2f} s" for r in ok])
@@ -93,7 +97,7 @@ def candidates_table(model) -> str:
             ]
         )
         classes.append("chosen" if chosen else "")
-    return table(["model", "coefficients", "cross-validated error", "extrapolation error", "score"], rows, numeric=(1, 2, 3, 4), row_classes=classes, css_id="candidates")
+    return table(["model", "terms", "CV error", "extrapolation", "score"], rows, numeric=(1, 2, 3, 4), row_classes=classes, css_id="candidates")
 
 
 def memory_chart(profile, plans) -> Chart | None:
@@ -151,7 +155,7 @@ def render(project) -> tuple[str, str]:
             ("app", text(profile.app)),
             ("model", f"<strong>{escape(model.name)}</strong>"),
             ("full scale", f"{profile.full_scale:g} — {escape(reach)}"),
-            ("predicted at full scale", ", ".join(f"{w:g} workers: {duration(model.runtime(profile.full_scale, w).p50)} (p90 {duration(model.runtime(profile.full_scale, w).p90)})" for w in sorted({r.workers for r in desktop})) or MISSING),
+            ("predicted at full scale", ", ".join(f"{_workers(w)}: {duration(model.runtime(profile.full_scale, w).p50)} (p90 {duration(model.runtime(profile.full_scale, w).p90)})" for w in sorted({r.workers for r in desktop})) or MISSING),
             ("runs", f"{len(profile.runs)} ({sum(1 for r in profile.runs if not r.fitted)} partial)"),
             ("host", f"{text(host.name)}: {text(host.cpu_model)}, {host.logical_cores} logical cores, {host.memory_mb / 1000:.1f} GB, speed {host.speed:.2f} × a c5 core"),
             ("written", text(profile.created)),
@@ -166,6 +170,7 @@ def render(project) -> tuple[str, str]:
         runtime_chart(profile).render(),
         "</section>",
         '<section class="card"><h2>Candidate models</h2>',
+        '<p class="muted small">Ranked by score: the mean of the cross-validated (CV, leave one point out) error and the error of predicting the largest measured scale from the smaller ones.</p>',
         candidates_table(model),
         f'<p id="why-model">{escape(why_chosen(model))}</p></section>',
     ]

@@ -5,7 +5,9 @@ the browser scales the whole picture to the page width. Every mark carries a CSS
 where useful a ``data-*`` attribute) so the page's style colours it and tests can find it.
 Tick positions are the "nice numbers" 1, 2, 5 × 10^k (linear) or the decades and their 2 and 5
 multiples (log); a time axis (``time_axis``) ticks at whole seconds, minutes and hours instead.
-Marker labels that would overlap an earlier one are moved down a line.
+Marker labels that would overlap an earlier one are moved down a line. Each chart is drawn twice,
+wide and narrow, and the page's style shows the one that fits the screen: text in a wide drawing
+squeezed onto a phone would be too small to read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ WIDTH = 720
 HEIGHT = 380
 MARGIN = (24, 24, 54, 74)
 """Top, right, bottom, left, in drawing units."""
+NARROW = (420, 340, (22, 14, 50, 64))
+"""Width, height and margins of the copy drawn for phone screens (shown by CSS below 640 px)."""
 LABEL_LINE = 15
 """Height of a marker label's line, in drawing units."""
 CHAR_WIDTH = 7.2
@@ -59,7 +63,7 @@ class Axis:
                     value = mantissa * 10.0**exponent
                     if self.low <= value <= self.high:
                         values.append(value)
-            if len(values) > 9:
+            if len(values) > count + 3:
                 values = [v for v in values if f"{v:e}".startswith("1")]
             return values
         raw = (self.high - self.low) / max(count - 1, 1)
@@ -102,7 +106,7 @@ def padded(values: Iterable[float], *, log: bool = False, include: Sequence[floa
 
 @dataclass
 class Chart:
-    """One chart in a fixed drawing area; marks are appended in drawing order."""
+    """One chart; drawing calls are recorded and carried out for each size it is rendered at."""
 
     x: Axis
     y: Axis
@@ -111,10 +115,11 @@ class Chart:
     css_id: str = ""
     width: int = WIDTH
     height: int = HEIGHT
-    marks: list[str] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)
+    ops: list[tuple[Callable[..., str], tuple]] = field(default_factory=list)
+    margin: tuple[int, int, int, int] = MARGIN
     labels: list[tuple[float, float, float]] = field(default_factory=list)
-    """Placed marker labels as (left, right, baseline), to keep new ones clear of them."""
+    """Marker labels placed in the drawing being made, as (left, right, baseline)."""
 
     def _place(self, x: float, y: float, text: str, anchor: str) -> float:
         """A baseline for a label at ``x`` that overlaps no earlier label, starting from ``y``."""
@@ -126,104 +131,134 @@ class Chart:
         return y
 
     def px(self, value: float) -> float:
-        top, right, bottom, left = MARGIN
+        top, right, bottom, left = self.margin
         return left + self.x.fraction(value) * (self.width - left - right)
 
     def py(self, value: float) -> float:
-        top, right, bottom, left = MARGIN
+        top, right, bottom, left = self.margin
         return self.height - bottom - self.y.fraction(value) * (self.height - top - bottom)
 
     def _path(self, points: Sequence[Point]) -> str:
         return " ".join(f"{'M' if i == 0 else 'L'}{self.px(x):.1f},{self.py(y):.1f}" for i, (x, y) in enumerate(points))
 
+    # -- what can be drawn (recorded now, drawn at render) --------------------------------------
+
     def line(self, points: Sequence[Point], css: str, *, legend: str | None = None, data: str = "") -> None:
         """A polyline through ``points``."""
         if len(points) >= 2:
-            self.marks.append(f'<path class="line {css}" d="{self._path(points)}" fill="none"{data}/>')
+            self.ops.append((self._line, (list(points), css, data)))
         if legend:
             self.legend.append((css, legend))
 
     def band(self, lower: Sequence[Point], upper: Sequence[Point], css: str, *, legend: str | None = None, data: str = "") -> None:
         """The area between two curves over the same x values."""
         if len(lower) >= 2:
-            outline = list(lower) + list(reversed(upper))
-            self.marks.append(f'<path class="band {css}" d="{self._path(outline)} Z"{data}/>')
+            self.ops.append((self._band, (list(lower) + list(reversed(upper)), css, data)))
         if legend:
             self.legend.append((f"band {css}", legend))
 
     def points(self, points: Sequence[Point], css: str, *, titles: Sequence[str] = (), hollow: bool = False, radius: float = 4.5) -> None:
         """Dots at ``points`` (a title each for a hover tip)."""
-        fill = ' fill="none"' if hollow else ""
-        for i, (x, y) in enumerate(points):
-            tip = f"<title>{escape(titles[i])}</title>" if i < len(titles) else ""
-            self.marks.append(f'<circle class="point {css}" cx="{self.px(x):.1f}" cy="{self.py(y):.1f}" r="{radius}"{fill}>{tip}</circle>')
+        self.ops.append((self._points, (list(points), css, list(titles), hollow, radius)))
 
     def whisker(self, start: Point, end: Point, css: str) -> None:
         """A line from ``start`` to ``end`` with short caps (a p50-p90 range)."""
-        x1, y1, x2, y2 = self.px(start[0]), self.py(start[1]), self.px(end[0]), self.py(end[1])
-        self.marks.append(f'<line class="whisker {css}" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>')
-        vertical = abs(x2 - x1) < abs(y2 - y1)
-        for cx, cy in ((x1, y1), (x2, y2)):
-            if vertical:
-                self.marks.append(f'<line class="whisker {css}" x1="{cx - 4:.1f}" y1="{cy:.1f}" x2="{cx + 4:.1f}" y2="{cy:.1f}"/>')
-            else:
-                self.marks.append(f'<line class="whisker {css}" x1="{cx:.1f}" y1="{cy - 4:.1f}" x2="{cx:.1f}" y2="{cy + 4:.1f}"/>')
+        self.ops.append((self._whisker, (start, end, css)))
 
     def hline(self, y: float, css: str, text: str, *, anchor_right: bool = True) -> None:
         """A horizontal marker line across the plot with its label."""
-        top, right, bottom, left = MARGIN
+        self.ops.append((self._hline, (y, css, text, anchor_right)))
+
+    def vline(self, x: float, css: str, text: str) -> None:
+        """A vertical marker line across the plot with its label at the top."""
+        self.ops.append((self._vline, (x, css, text)))
+
+    def vspan(self, x0: float, x1: float, css: str, text: str) -> None:
+        """A shaded vertical strip from ``x0`` to ``x1`` with a label at its foot."""
+        self.ops.append((self._vspan, (x0, x1, css, text)))
+
+    def label_at(self, point: Point, text: str, css: str = "") -> None:
+        """A small text label just above and right of ``point``."""
+        self.ops.append((self._label_at, (point, text, css)))
+
+    def near(self, a: Point, b: Point, distance: float = 14.0) -> bool:
+        """True when two data points are drawn within ``distance`` units of each other (wide drawing)."""
+        return math.hypot(self.px(a[0]) - self.px(b[0]), self.py(a[1]) - self.py(b[1])) < distance
+
+    # -- drawing --------------------------------------------------------------------------------
+
+    def _line(self, points, css, data) -> str:
+        return f'<path class="line {css}" d="{self._path(points)}" fill="none"{data}/>'
+
+    def _band(self, outline, css, data) -> str:
+        return f'<path class="band {css}" d="{self._path(outline)} Z"{data}/>'
+
+    def _points(self, points, css, titles, hollow, radius) -> str:
+        fill = ' fill="none"' if hollow else ""
+        marks = []
+        for i, (x, y) in enumerate(points):
+            tip = f"<title>{escape(titles[i])}</title>" if i < len(titles) else ""
+            marks.append(f'<circle class="point {css}" cx="{self.px(x):.1f}" cy="{self.py(y):.1f}" r="{radius}"{fill}>{tip}</circle>')
+        return "".join(marks)
+
+    def _whisker(self, start, end, css) -> str:
+        x1, y1, x2, y2 = self.px(start[0]), self.py(start[1]), self.px(end[0]), self.py(end[1])
+        marks = [f'<line class="whisker {css}" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>']
+        vertical = abs(x2 - x1) < abs(y2 - y1)
+        for cx, cy in ((x1, y1), (x2, y2)):
+            if vertical:
+                marks.append(f'<line class="whisker {css}" x1="{cx - 4:.1f}" y1="{cy:.1f}" x2="{cx + 4:.1f}" y2="{cy:.1f}"/>')
+            else:
+                marks.append(f'<line class="whisker {css}" x1="{cx:.1f}" y1="{cy - 4:.1f}" x2="{cx:.1f}" y2="{cy + 4:.1f}"/>')
+        return "".join(marks)
+
+    def _hline(self, y, css, text, anchor_right) -> str:
+        top, right, bottom, left = self.margin
         py = self.py(y)
         x_text = self.width - right - 4 if anchor_right else left + 4
         anchor = "end" if anchor_right else "start"
         baseline = self._place(x_text, py - 5 if py - top > LABEL_LINE + 2 else py + 14, text, anchor)
-        self.marks.append(
+        return (
             f'<g class="marker {css}"><line x1="{left}" y1="{py:.1f}" x2="{self.width - right}" y2="{py:.1f}"/>'
             f'<text x="{x_text}" y="{baseline:.1f}" text-anchor="{anchor}">{escape(text)}</text></g>'
         )
 
-    def vline(self, x: float, css: str, text: str) -> None:
-        """A vertical marker line across the plot with its label at the top."""
-        top, right, bottom, left = MARGIN
+    def _vline(self, x, css, text) -> str:
+        top, right, bottom, left = self.margin
         px = self.px(x)
         anchor = "end" if px > self.width * 0.6 else "start"
         offset = -5 if anchor == "end" else 5
         baseline = self._place(px + offset, top + 14, text, anchor)
-        self.marks.append(
+        return (
             f'<g class="marker {css}"><line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{self.height - bottom}"/>'
             f'<text x="{px + offset:.1f}" y="{baseline:.1f}" text-anchor="{anchor}">{escape(text)}</text></g>'
         )
 
-    def vspan(self, x0: float, x1: float, css: str, text: str) -> None:
-        """A shaded vertical strip from ``x0`` to ``x1`` with a label at its foot."""
-        top, right, bottom, left = MARGIN
+    def _vspan(self, x0, x1, css, text) -> str:
+        top, right, bottom, left = self.margin
         a, b = self.px(x0), self.px(x1)
-        self.marks.append(
+        return (
             f'<g class="span {css}"><rect x="{a:.1f}" y="{top}" width="{max(b - a, 1):.1f}" height="{self.height - top - bottom}"/>'
             f'<text x="{(a + b) / 2:.1f}" y="{self.height - bottom - 6}" text-anchor="middle">{escape(text)}</text></g>'
         )
 
-    def label_at(self, point: Point, text: str, css: str = "") -> None:
-        """A small text label just above and right of ``point``."""
-        self.marks.append(f'<text class="tag {css}" x="{self.px(point[0]) + 6:.1f}" y="{self.py(point[1]) - 6:.1f}">{escape(text)}</text>')
+    def _label_at(self, point, text, css) -> str:
+        return f'<text class="tag {css}" x="{self.px(point[0]) + 6:.1f}" y="{self.py(point[1]) - 6:.1f}">{escape(text)}</text>'
 
-    def near(self, a: Point, b: Point, distance: float = 14.0) -> bool:
-        """True when two data points are drawn within ``distance`` units of each other."""
-        return math.hypot(self.px(a[0]) - self.px(b[0]), self.py(a[1]) - self.py(b[1])) < distance
-
-    def _axes(self) -> str:
-        top, right, bottom, left = MARGIN
+    def _axes(self, tick_count: int) -> str:
+        top, right, bottom, left = self.margin
         parts = [f'<rect class="frame" x="{left}" y="{top}" width="{self.width - left - right}" height="{self.height - top - bottom}"/>']
-        for value in self.x.tick_values():
+        for value in self.x.tick_values(tick_count):
             px = self.px(value)
             parts.append(f'<line class="grid" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{self.height - bottom}"/>')
             parts.append(f'<text class="tick" x="{px:.1f}" y="{self.height - bottom + 18}" text-anchor="middle">{escape(self.x.ticks(value))}</text>')
-        for value in self.y.tick_values():
+        for value in self.y.tick_values(tick_count):
             py = self.py(value)
             parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{self.width - right}" y2="{py:.1f}"/>')
             parts.append(f'<text class="tick" x="{left - 8}" y="{py + 4:.1f}" text-anchor="end">{escape(self.y.ticks(value))}</text>')
         parts.append(f'<text class="axis-title" x="{(left + self.width - right) / 2:.1f}" y="{self.height - 10}" text-anchor="middle">{escape(self.x.title)}</text>')
         parts.append(
-            f'<text class="axis-title" transform="translate(18 {(top + self.height - bottom) / 2:.1f}) rotate(-90)" text-anchor="middle">{escape(self.y.title)}</text>'
+            f'<text class="axis-title" transform="translate(16 {(top + self.height - bottom) / 2:.1f}) rotate(-90)" text-anchor="middle">{escape(self.y.title)}</text>'
         )
         return "".join(parts)
 
@@ -234,14 +269,29 @@ class Chart:
         items = "".join(f'<li><svg width="22" height="12" aria-hidden="true"><rect class="key {css}" width="22" height="12"/></svg>{escape(text)}</li>' for css, text in self.legend)
         return f'<ul class="legend">{items}</ul>'
 
+    def _svg(self, size: tuple[int, int, tuple[int, int, int, int]], variant: str, tick_count: int) -> str:
+        wide = (self.width, self.height, self.margin)
+        self.width, self.height, self.margin = size
+        self.labels = []
+        try:
+            top, right, bottom, left = self.margin
+            name = self.css_id or f"chart{id(self)}"
+            ident = f"{name}{'-' + variant if variant != 'wide' else ''}"
+            marks = "".join(draw(*args) for draw, args in self.ops)
+            return (
+                f'<svg id="{ident}" class="{variant}" viewBox="0 0 {self.width} {self.height}" role="img" aria-label="{escape(self.label)}"'
+                f' xmlns="http://www.w3.org/2000/svg"><defs><clipPath id="clip-{ident}"><rect x="{left}" y="{top}" width="{self.width - left - right}"'
+                f' height="{self.height - top - bottom}"/></clipPath></defs>{self._axes(tick_count)}<g clip-path="url(#clip-{ident})">{marks}</g></svg>'
+            )
+        finally:
+            self.width, self.height, self.margin = wide
+
     def render(self) -> str:
-        """The chart as an SVG element followed by its legend."""
-        top, right, bottom, left = MARGIN
-        clip = f"clip-{self.css_id or id(self)}"
-        ident = f' id="{self.css_id}"' if self.css_id else ""
+        """The chart as a wide and a narrow SVG drawing, followed by its legend."""
+        narrow_height = max(int(NARROW[1] * self.height / HEIGHT), 150)
         return (
-            f'<figure class="chart"><svg{ident} viewBox="0 0 {self.width} {self.height}" role="img" aria-label="{escape(self.label)}"'
-            f' xmlns="http://www.w3.org/2000/svg"><defs><clipPath id="{clip}"><rect x="{left}" y="{top}" width="{self.width - left - right}"'
-            f' height="{self.height - top - bottom}"/></clipPath></defs>{self._axes()}<g clip-path="url(#{clip})">{"".join(self.marks)}</g></svg>'
-            f"{self.legend_html()}</figure>"
+            '<figure class="chart">'
+            + self._svg((self.width, self.height, self.margin), "wide", 6)
+            + self._svg((NARROW[0], narrow_height, NARROW[2]), "narrow", 4)
+            + f"{self.legend_html()}</figure>"
         )
