@@ -72,7 +72,7 @@ svg .p90 line { stroke:#5d8fd8; } svg .p90 text { fill:#5d8fd8; }
 svg .marker text { stroke:none; }
 svg rect.key { stroke:none; fill:#aab3c2; }
 svg rect.key.budget-key { fill:var(--budget); } svg rect.key.deadline-key { fill:var(--deadline); }
-svg rect.key.stop-key { fill:var(--stop); } svg rect.key.measured-range { fill:#1e8449; opacity:.25; }
+svg rect.key.stop-key { fill:var(--stop); } svg rect.key.p50-key { fill:var(--p50); } svg rect.key.p90-key { fill:#5d8fd8; } svg rect.key.measured-range { fill:#1e8449; opacity:.25; }
 .nowrap { white-space:nowrap; }
 svg rect.band { opacity:.3; }
 ul.legend { list-style:none; padding:0; margin:4px 0 0; display:flex; flex-wrap:wrap; gap:4px 16px; font-size:13px; color:var(--muted); }

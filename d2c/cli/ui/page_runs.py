@@ -8,6 +8,7 @@ run's events. A finished run shows what its report.json measured against what wa
 
 from __future__ import annotations
 
+import math
 import time
 from html import escape
 from pathlib import Path
@@ -84,27 +85,44 @@ def time_html(view: RunView) -> str:
     return "".join(parts)
 
 
+def dollar_ticks(span: float):
+    """A tick formatter with enough decimals for an axis ``span`` dollars long (about five ticks)."""
+    step = max(span, 1e-9) / 5
+    digits = max(2, min(6, math.ceil(-math.log10(step) - 1e-9)))
+    return lambda v: usd(v, digits)
+
+
 def spend_chart(view: RunView) -> Chart:
     """Spend over time with the budget, the stop line, the plan's p50/p90 and the deadline."""
     record = view.record
     created = record.created_at
     marks = {"p50": view.predicted_end("p50"), "p90": view.predicted_end("p90"), "deadline": view.deadline_at}
     ends = [at - created for at in marks.values() if at is not None]
-    x_high = max([view.elapsed_s, *ends, 60.0]) * 1.04
-    y_values = [usd_ for _, usd_ in view.series] + [record.budget_usd]
+    spent = [usd_ for _, usd_ in view.series]
+    if record.active:
+        x_high = max([view.elapsed_s, *ends, 60.0]) * 1.04
+        y_values = spent + [record.budget_usd]
+    else:
+        # A finished run is drawn over its own life; the plan's times are shown only if they fall in it.
+        x_high = max(view.elapsed_s, 10.0) * 1.04
+        y_values = spent + ([record.budget_usd] if max(spent, default=0.0) >= 0.25 * record.budget_usd else [])
     x = time_axis(0.0, x_high, "time since the run was created", tick_duration)
-    y = Axis(*padded(y_values, zero=True), "spent, USD", ticks=lambda v: usd(v, 2 if record.budget_usd >= 0.5 else 4))
+    low, high = padded(y_values, zero=True)
+    y = Axis(low, high, "spent, USD", ticks=dollar_ticks(high - low))
     chart = Chart(x, y, f"spend over time for run {record.run_id} against its budget", css_id="spend-chart", height=320)
-    chart.hline(record.budget_usd, "budget", f"budget {usd(record.budget_usd)}", anchor_right=False)
+    chart.line(list(view.series), "spend s0", legend="spent (as the watchdog counts it)")
+    if y.low <= record.budget_usd <= y.high:
+        chart.hline(record.budget_usd, "budget", f"budget {usd(record.budget_usd)}", anchor_right=False)
+        chart.legend.append(("budget-key", "budget"))
     if record.active:
         chart.hline(view.stop_line_usd, "stop", f"watchdog stops at {usd(view.stop_line_usd)}", anchor_right=False)
+        chart.legend.append(("stop-key", "the watchdog's stop line"))
     for name, at in marks.items():
-        if at is not None:
+        if at is not None and at - created <= x_high:
             chart.vline(at - created, "deadline" if name == "deadline" else name, f"{name} {duration(at - created)}")
-    chart.line(list(view.series), "spend s0", legend="spent (as the watchdog counts it)")
+            chart.legend.append(("deadline-key" if name == "deadline" else f"{name}-key", "deadline" if name == "deadline" else f"the plan's {name} time"))
     if view.series:
         chart.points([view.series[-1]], "s0 now-point")
-    chart.legend.extend([("budget-key", "budget"), ("stop-key", "the watchdog's stop line"), ("deadline-key", "deadline")])
     return chart
 
 
@@ -159,12 +177,14 @@ def live_fragments(project, journal, record) -> dict[str, Any]:
     }
 
 
-def _range_chart(name: str, p50: float | None, p90: float | None, actual: float | None, ticks, css_id: str) -> str:
+def _range_chart(name: str, p50: float | None, p90: float | None, actual: float | None, css_id: str, *, seconds: bool) -> str:
     values = [v for v in (p50, p90, actual) if v is not None]
     if not values:
         return ""
-    x = Axis(*padded(values, zero=True), name, ticks=ticks)
-    chart = Chart(x, Axis(0.0, 1.0, "", ticks=lambda v: ""), f"{name}: predicted p50 to p90 against actual", css_id=css_id, height=130)
+    low, high = padded(values, zero=True)
+    x = time_axis(low, high, name, tick_duration) if seconds else Axis(low, high, name, ticks=dollar_ticks(high - low))
+    ticks = duration if seconds else usd
+    chart = Chart(x, Axis(0.0, 1.0, ""), f"{name}: predicted p50 to p90 against actual", css_id=css_id, height=130, y_ticks=False)
     if p50 is not None and p90 is not None:
         chart.vspan(p50, max(p90, p50 + (x.high - x.low) * 0.004), "predicted", "predicted p50–p90")
     if actual is not None:
@@ -188,8 +208,8 @@ def report_html(report: dict[str, Any]) -> str:
     ]
     parts = [
         table(["", "predicted p50", "predicted p90", "actual"], rows, numeric=(1, 2, 3), css_id="predicted-actual"),
-        _range_chart("launch to teardown", time_p.get("p50"), time_p.get("p90"), report.get("total_s"), duration, "time-vs-plan"),
-        _range_chart(f"cost, USD{label}", cost_p.get("p50"), cost_p.get("p90"), report.get("cost_usd"), lambda v: usd(v, 4 if v < 1 else 2), "cost-vs-plan"),
+        _range_chart("launch to teardown", time_p.get("p50"), time_p.get("p90"), report.get("total_s"), "time-vs-plan", seconds=True),
+        _range_chart(f"cost, USD{label}", cost_p.get("p50"), cost_p.get("p90"), report.get("cost_usd"), "cost-vs-plan", seconds=False),
     ]
     outputs = report.get("outputs") or []
     if outputs:

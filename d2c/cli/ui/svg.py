@@ -118,6 +118,8 @@ class Chart:
     legend: list[tuple[str, str]] = field(default_factory=list)
     ops: list[tuple[Callable[..., str], tuple]] = field(default_factory=list)
     margin: tuple[int, int, int, int] = MARGIN
+    y_ticks: bool = True
+    """False for a chart whose vertical position means nothing (a single range bar)."""
     labels: list[tuple[float, float, float]] = field(default_factory=list)
     """Marker labels placed in the drawing being made, as (left, right, baseline)."""
 
@@ -237,9 +239,11 @@ class Chart:
     def _vspan(self, x0, x1, css, text) -> str:
         top, right, bottom, left = self.margin
         a, b = self.px(x0), self.px(x1)
+        middle = (a + b) / 2
+        x_text, anchor = (b, "end") if middle > self.width * 0.7 else (a, "start") if middle < self.width * 0.3 else (middle, "middle")
         return (
             f'<g class="span {css}"><rect x="{a:.1f}" y="{top}" width="{max(b - a, 1):.1f}" height="{self.height - top - bottom}"/>'
-            f'<text x="{(a + b) / 2:.1f}" y="{self.height - bottom - 6}" text-anchor="middle">{escape(text)}</text></g>'
+            f'<text x="{x_text:.1f}" y="{self.height - bottom - 6}" text-anchor="{anchor}">{escape(text)}</text></g>'
         )
 
     def _label_at(self, point, text, css) -> str:
@@ -252,7 +256,7 @@ class Chart:
             px = self.px(value)
             parts.append(f'<line class="grid" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{self.height - bottom}"/>')
             parts.append(f'<text class="tick" x="{px:.1f}" y="{self.height - bottom + 18}" text-anchor="middle">{escape(self.x.ticks(value))}</text>')
-        for value in self.y.tick_values(tick_count):
+        for value in self.y.tick_values(tick_count) if self.y_ticks else ():
             py = self.py(value)
             parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{self.width - right}" y2="{py:.1f}"/>')
             parts.append(f'<text class="tick" x="{left - 8}" y="{py + 4:.1f}" text-anchor="end">{escape(self.y.ticks(value))}</text>')
