@@ -145,7 +145,7 @@ def test_a_broken_plans_file_is_one_line_on_the_page(in_process, ui_project, tmp
     project = Project(ui_project.root, ui_project.state, plans_path=tmp_path / "plans.json")
     _, url = in_process(Access(loopback=True, access_token=None), project)
     status, body, _ = fetch(url + "plans")
-    assert status == 200 and "not a valid plans file" in body and "Traceback" not in body
+    assert status == 200 and "plans.json: inputs.deadline_s: missing; run &#x27;d2c recommend&#x27; again" in body and "Traceback" not in body
 
 
 def test_spend_is_the_watchdogs_and_the_stop_line_keeps_its_reserve(ui_project):
