@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -20,6 +22,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def has_display() -> bool:
+    """True where a browser window can open (a desktop session, macOS, Windows); without one,
+    Python's webbrowser would start a text browser inside this terminal instead."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 @click.command("ui")
@@ -42,20 +50,23 @@ def ui_cmd(port: int, host: str, no_browser: bool, plans_path: Path, profile_pat
         server = DashboardServer((host, port), project, access)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"--port {port}: already in use (another 'd2c ui'?); choose another with --port, or --port 0 for any free port") from None
+            raise UsageError(f"--port {port}: in use (another 'd2c ui'?); try --port 0 for any free port") from None
         raise UsageError(f"--host {host}: cannot serve there ({exc.strerror or exc}); the default is 127.0.0.1") from None
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{server.port}/"
     if access.access_token:
         url += f"?token={access.access_token}"
-        click.echo(f"d2c ui: serving {project.name()} at {url}")
-        click.echo("d2c ui: anyone who can reach this address and has this link can read the dashboard; the token is shown only now")
+        click.echo(f"d2c ui: {project.name()} at {url}")
+        click.echo("d2c ui: whoever has this link can read the dashboard; it is shown only now")
     else:
-        click.echo(f"d2c ui: serving {project.name()} at {url} (read-only; Ctrl-C stops it)")
+        click.echo(f"d2c ui: {project.name()} at {url} (read-only; Ctrl-C stops)")
     if not no_browser:
-        import webbrowser
+        if has_display():
+            import webbrowser
 
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        else:
+            click.echo(f"d2c ui: no display here; open it in a browser (ssh -L {server.port}:127.0.0.1:{server.port})")
     serve(server)
 
 

@@ -43,6 +43,16 @@ def _breakdown_html(plan) -> str:
     return '<span class="small">' + "<br>".join(parts) + "</span>"
 
 
+def _extrapolation_html(plan) -> str:
+    """How far the plan's prediction reaches beyond the measured runs, where plans.json says."""
+    reach = getattr(plan, "extrapolation", None)
+    if isinstance(reach, (int, float)):
+        return f'<br><span class="muted small">extrapolates {reach:.1f}× beyond the profile</span>'
+    if isinstance(reach, str) and reach:
+        return f'<br><span class="muted small">{escape(reach)}</span>'
+    return ""
+
+
 def run_command(rank: int, plans_path: Path, default_path: Path) -> str:
     """The command that carries out plan ``rank``."""
     extra = "" if Path(plans_path).resolve() == Path(default_path).resolve() else f" --plans {plans_path}"
@@ -151,7 +161,7 @@ def plans_table(planset, plans_path: Path, default_path: Path) -> str:
                 f"{usd(plan.cost_usd.p50)}<br><span class=\"muted small\">p90 {usd(plan.cost_usd.p90)}</span>",
                 f"{usd(plan.hourly_usd, 3)}/h",
                 _breakdown_html(plan),
-                escape(plan.why),
+                escape(plan.why) + _extrapolation_html(plan),
                 command_html(run_command(plan.rank, plans_path, default_path)),
             ]
         )
