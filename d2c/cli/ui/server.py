@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import socket
 import sys
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -68,6 +69,8 @@ class DashboardServer(ThreadingHTTPServer):
         self.project = project
         self.access = access
         self.actions = dict(actions or {})
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, DashboardHandler)
 
     @property
