@@ -36,8 +36,10 @@ def has_display() -> bool:
 @click.option("--no-browser", is_flag=True, help="do not open a browser window")
 @click.option("--plans", "plans_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plans.json"), show_default=True)
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"), show_default=True)
-def ui_cmd(port: int, host: str, no_browser: bool, plans_path: Path, profile_path: Path) -> None:
+@click.option("--allow-rehearsal", is_flag=True, help="offer a button per plan that rehearses it here ('d2c run --provider local')")
+def ui_cmd(port: int, host: str, no_browser: bool, plans_path: Path, profile_path: Path, allow_rehearsal: bool) -> None:
     """Open the local dashboard: profile, plans and runs of the project here (read-only)."""
+    from d2c.cli.ui.actions import ACTIONS
     from d2c.cli.ui.project import Project
     from d2c.cli.ui.server import DashboardServer, new_access, serve
     from d2c.state import state_dir
@@ -47,7 +49,7 @@ def ui_cmd(port: int, host: str, no_browser: bool, plans_path: Path, profile_pat
     access = new_access(loopback)
     project = Project(root, state_dir(root, create=False), plans_path=root / plans_path, profile_path=root / profile_path)
     try:
-        server = DashboardServer((host, port), project, access)
+        server = DashboardServer((host, port), project, access, ACTIONS if allow_rehearsal else None)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UsageError(f"--port {port}: in use (another 'd2c ui'?); try --port 0 for any free port") from None
@@ -59,7 +61,8 @@ def ui_cmd(port: int, host: str, no_browser: bool, plans_path: Path, profile_pat
         click.echo(f"d2c ui: {project.name()} at {url}")
         click.echo("d2c ui: whoever has this link can read the dashboard; it is shown only now")
     else:
-        click.echo(f"d2c ui: {project.name()} at {url} (read-only; Ctrl-C stops)")
+        mode = "rehearsals allowed" if allow_rehearsal else "read-only"
+        click.echo(f"d2c ui: {project.name()} at {url} ({mode}; Ctrl-C stops)")
     if not no_browser:
         if has_display():
             import webbrowser

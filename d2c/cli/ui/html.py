@@ -43,6 +43,7 @@ tr.chosen td { background:#eef5ff; }
 code, pre { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
 .cmd { display:inline-flex; align-items:center; gap:6px; white-space:nowrap; }
 .cmd code { background:#eef1f6; padding:2px 6px; border-radius:4px; }
+form.rehearse { display:inline; margin:0; } form.rehearse button { margin-top:4px; }
 button.copy { font-size:12px; padding:2px 8px; border:1px solid var(--line); background:#fff; border-radius:4px; cursor:pointer; }
 pre.log { background:#10151f; color:#d7e0ee; padding:10px 12px; border-radius:6px; max-height:340px; overflow:auto; white-space:pre-wrap; word-break:break-all; }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; background:#e7ebf2; }
