@@ -85,3 +85,15 @@ def test_a_run_whose_controller_is_gone_says_how_to_resume_or_stop_it(tmp_path):
     assert page_runs.render_run(project, "nope") is None
     _, listing = page_runs.render_list(project)
     assert "orphan-1" in listing and "gone" in listing
+
+
+def test_a_report_with_a_cost_breakdown_shows_each_billed_item():
+    report = {
+        "predicted": {"time_s": {"p50": 300, "p90": 360}, "cost_usd": {"p50": 0.5, "p90": 0.6}, "boot_setup_s": 180},
+        "total_s": 320.0, "wall_s": 130.0, "cost_usd": 0.52, "simulated": False,
+        "cost_breakdown": {"actual": {"compute": 0.5, "ebs": 0.01, "public_ipv4": 0.01, "snapshots": 0.0}, "predicted": {"compute": 0.48, "ebs": 0.01, "public_ipv4": 0.01, "snapshots": 0.0}},
+    }
+    html = page_runs.report_html(report)
+    assert 'id="cost-items"' in html and "public ipv4" in html and "$0.5000" in html
+    assert "snapshots" not in html, "items nobody was billed for are left out"
+    assert 'id="cost-items"' not in page_runs.report_html({k: v for k, v in report.items() if k != "cost_breakdown"})

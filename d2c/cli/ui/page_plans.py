@@ -38,6 +38,8 @@ def _breakdown_html(plan) -> str:
     parts = []
     for key, value in items.items():
         amount = value.get("p50") if isinstance(value, dict) else value
+        if amount == 0:
+            continue  # an item the plan is not billed for
         shown = usd(float(amount)) if isinstance(amount, (int, float)) else text(amount)
         parts.append(f"{escape(str(key).replace('_usd', '').replace('_', ' '))} {shown}")
     return '<span class="small">' + "<br>".join(parts) + "</span>"
