@@ -37,8 +37,6 @@ class ReadOnlyJournal(Journal):
     def __init__(self, path: Path):  # noqa: D107 - the parent's __init__ would create the schema
         self.path = Path(path)
         self.read_only = True
-        self.best_effort = False
-        self.unsaved: list[str] = []
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
