@@ -115,7 +115,7 @@ def test_off_loopback_every_request_needs_the_printed_token(in_process):
 def test_cli_prints_the_token_once_off_loopback_and_refuses_a_busy_port(ui_project, ui_server):
     port = ui_server.rsplit(":", 1)[1].strip("/")
     busy = subprocess.run([sys.executable, "-m", "d2c", "ui", "--no-browser", "--port", port], cwd=ui_project.root, env=ui_project.env(), capture_output=True, text=True, timeout=30)
-    assert busy.returncode == 2 and busy.stderr.startswith(f"error: --port {port}: already in use") and "Traceback" not in busy.stderr
+    assert busy.returncode == 2 and busy.stderr.startswith(f"error: --port {port}: in use") and "Traceback" not in busy.stderr
     bad = subprocess.run([sys.executable, "-m", "d2c", "ui", "--no-browser", "--host", "203.0.113.9", "--port", "0"], cwd=ui_project.root, env=ui_project.env(), capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --host 203.0.113.9: cannot serve there")
 
