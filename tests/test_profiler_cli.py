@@ -38,7 +38,7 @@ def test_import_fits_desktop_and_cloud_runs_then_show_and_predict(tmp_path):
     imported = d2c("profile", "import", "runs.csv", cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     profile = json.loads((tmp_path / "profile.json").read_text())
-    assert profile["version"] == 1 and len(profile["runs"]) == 7
+    assert profile["version"] == 2 and len(profile["runs"]) == 7
     cloud = profile["runs"][-1]
     speed = profile["host"]["speed"]
     # 2 x c5.xlarge = 8 vCPUs, 4 workers started, each an x86 hyper-thread (0.6 core) of a c5 core.
