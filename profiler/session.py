@@ -91,7 +91,7 @@ def profile_app(
 
 def _full_scale_estimate(runs: list[RunRecord], spec: ProfileSpec, host_memory_mb: float | None) -> float | None:
     try:
-        model = fit_model([r.observation(host_memory_mb) for r in runs if r.fitted], spec.full_scale)
+        model = fit_model([r.observation(host_memory_mb) for r in runs if r.fitted], spec.full_scale, bootstrap_samples=0)
     except UsageError:
         return None
     return model.point(spec.full_scale, max(spec.workers))
