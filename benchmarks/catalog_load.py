@@ -29,10 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planner.catalog import Catalog, InstanceOffer  # noqa: E402
-from planner.catalog_bulk import filtered_rows, offers_from_rows  # noqa: E402
-from planner.catalog_cache import load_cache, save_cache  # noqa: E402
-from planner.catalog_csv import read_catalog_csv, write_catalog_csv  # noqa: E402
-from planner.catalog_store import SNAPSHOT_PATH, current_catalog, load_snapshot  # noqa: E402
+from planner.catalog.bulk import filtered_rows, offers_from_rows  # noqa: E402
+from planner.catalog.cache import load_cache, save_cache  # noqa: E402
+from planner.catalog.csvfile import read_catalog_csv, write_catalog_csv  # noqa: E402
+from planner.catalog.store import SNAPSHOT_PATH, current_catalog, load_snapshot  # noqa: E402
 from tests.fixtures.catalog_servers import offer_csv, offer_row  # noqa: E402
 
 RUNS = 5

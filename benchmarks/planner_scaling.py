@@ -38,7 +38,7 @@ from planner import ranking  # noqa: E402
 from planner.billing import BillingRules  # noqa: E402
 from planner.candidates import Limits, build_candidates  # noqa: E402
 from planner.catalog import Catalog  # noqa: E402
-from planner.catalog_csv import read_catalog_csv  # noqa: E402
+from planner.catalog.csvfile import read_catalog_csv  # noqa: E402
 from planner.enumeration import best_homogeneous_loop  # noqa: E402
 from planner.problem import RoleGroup, build_levels, build_subproblems, capacity_range  # noqa: E402
 from profiler.prediction import Estimate, MemoryEstimate  # noqa: E402

@@ -22,6 +22,12 @@ Every problem found is reported as one line naming the file, the field and the f
       workers: [1, 2]
       full_scale: 1.0
     desktop: local               # or {host: ssh://user@host:2222, key: ~/.ssh/id_ed25519}
+    env: {OMP_NUM_THREADS: "1"}  # variables the app's commands see, on every host
+    exclude: ["*.png", "plans.json"]   # not uploaded (gitignore syntax, besides .d2cignore)
+
+Names that reach a remote shell (the work folder, remote paths, login users) are held to a safe
+alphabet: a newline, ``;``, ``$`` or a quote there would end the quoted word d2c builds around
+them, or turn one path into two commands, on a host that runs as the user.
 """
 
 from __future__ import annotations
@@ -41,12 +47,18 @@ MAX_COUNT = 1000
 DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
-_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file")
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env", "exclude")
 _ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
 _DESKTOP_KEYS = ("host", "key")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+"""A POSIX login name as useradd accepts it by default (lower case, digits, '_', '-')."""
+_REMOTE_PATH_RE = re.compile(r"^[A-Za-z0-9_./~+@%=:,-]+$")
+"""Characters a remote path may hold: no space, quote, newline, ';', '$', '`', '|', '&', '*'."""
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_RESERVED_ENV_PREFIX = "D2C_"
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,10 @@ class Descriptor:
     profile: ProfileSpec | None = None
     desktop: Desktop = field(default_factory=lambda: Desktop(kind="local"))
     done_file: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    """``env:`` as (name, value) pairs in file order: exported for every role command."""
+    exclude: tuple[str, ...] = ()
+    """Files of app folders not to upload, in gitignore syntax (besides each folder's ``.d2cignore``)."""
 
     @property
     def project_dir(self) -> Path:
@@ -284,6 +300,8 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
     done_file = None
     if top.get("done_file") is not None:
         done_file = _remote_path(check, top["done_file"], "done_file", workdir)
+    env = _env(check, top.get("env"))
+    exclude = _exclude(check, top.get("exclude", []) or [])
     return Descriptor(
         path=path,
         name=name,
@@ -294,11 +312,58 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         profile=profile,
         desktop=desktop,
         done_file=done_file,
+        env=env,
+        exclude=exclude,
     )
 
 
+def _env(check: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
+    """``env:``: a mapping of variable names to strings or numbers (D2C_* belongs to d2c)."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise check.fail("env", f"must be a mapping of variable names to values, got {_kind(value)}")
+    pairs = []
+    for name, raw in value.items():
+        where = f"env.{name}"
+        if not isinstance(name, str) or not _ENV_NAME_RE.match(name):
+            raise check.fail(where, "is not a variable name; use letters, digits and '_', not starting with a digit")
+        if name.startswith(_RESERVED_ENV_PREFIX):
+            raise check.fail(where, f"names starting with {_RESERVED_ENV_PREFIX} are set by d2c itself; rename it")
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise check.fail(where, f"must be a string or a number, got {_kind(raw)}")
+        text = str(raw)
+        if "\0" in text:
+            raise check.fail(where, "holds a NUL character, which no environment variable can hold")
+        pairs.append((name, text))
+    return tuple(pairs)
+
+
+def _safe_remote(check: _Checker, text: str, where: str) -> str:
+    """``text`` when every character is in the safe alphabet of remote paths, else a UsageError."""
+    if not _REMOTE_PATH_RE.match(text):
+        bad = next(c for c in text if not _REMOTE_PATH_RE.match(c))
+        raise check.fail(where, f"{text!r} holds {bad!r}; remote paths may hold only letters, digits and . _ - / ~ + @ % = : ,")
+    return text
+
+
+def _exclude(check: _Checker, value: Any) -> tuple[str, ...]:
+    """Upload ignores in gitignore syntax (https://git-scm.com/docs/gitignore#_pattern_format)."""
+    import pathspec
+
+    patterns = []
+    for i, item in enumerate(check.sequence(value, "exclude")):
+        pattern = check.string(item, f"exclude[{i}]")
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except ValueError:
+            raise check.fail(f"exclude[{i}]", f"{pattern!r} is not a gitignore pattern; write e.g. '*.png', 'results/' or '!keep.dat'") from None
+        patterns.append(pattern)
+    return tuple(patterns)
+
+
 def _workdir(check: _Checker, value: Any) -> str:
-    workdir = check.string(value, "workdir")
+    workdir = _safe_remote(check, check.string(value, "workdir"), "workdir")
     normal = posixpath.normpath(workdir)
     if normal in ("/", ".") or normal.startswith(".."):
         raise check.fail("workdir", f"{workdir!r} must be a folder of its own, e.g. 'd2c-work' or '/opt/app/run'")
@@ -370,6 +435,8 @@ def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Pa
         if not min_count <= count <= max_count:
             raise check.fail(f"{where}.count", f"{count} is outside min {min_count} .. max {max_count}; change count or the limits")
     user = check.string(spec.get("user", DEFAULT_USER), f"{where}.user")
+    if not _USER_RE.match(user):
+        raise check.fail(f"{where}.user", f"{user!r} is not a login name; use lower-case letters, digits, '_' and '-', e.g. 'ubuntu'")
     vm = check.string(spec["vm"], f"{where}.vm") if spec.get("vm") is not None else None
     if vm is not None and image.suffix.lower() not in (".ova", ".ovf"):
         raise check.fail(f"{where}.vm", f"names a VM of an appliance, but the image {image.name} is not an .ova or .ovf; remove 'vm'")
@@ -391,7 +458,7 @@ def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Pa
 
 def _remote_path(check: _Checker, value: Any, where: str, workdir: str) -> str:
     """A remote path, normalised relative to the work folder; it may not leave the folder."""
-    text = check.string(value, where)
+    text = _safe_remote(check, check.string(value, where), where)
     if posixpath.isabs(text):
         absolute_workdir = workdir if posixpath.isabs(workdir) else None
         if absolute_workdir is None or not (text == absolute_workdir or text.startswith(absolute_workdir.rstrip("/") + "/")):

@@ -6,8 +6,8 @@ Files written into ``<workdir>/.d2c/`` on every host:
 * ``hostfile``: an OpenMPI hostfile, ``<private address> slots=<n>`` (hosts sharing an address,
   as in a rehearsal, are merged into one line);
 * ``env.sh``: ``export`` lines for ``D2C_RUN``, ``D2C_ROLE``, ``D2C_NAME``, ``D2C_HOSTS``,
-  ``D2C_MPI_HOSTFILE``, ``D2C_WORKER_COUNT`` (the total slots of the fleet), sourced before any
-  role command runs.
+  ``D2C_MPI_HOSTFILE``, ``D2C_WORKER_COUNT`` (the total slots of the fleet), then the descriptor's
+  ``env:`` in its order, sourced before any role command runs.
 
 For SSH between hosts (``mpirun`` starts its daemons that way) each host gets the run's key as
 ``~/.ssh/id_d2c`` and an ``~/.ssh/config`` that uses it for the run's private addresses, with the
@@ -58,8 +58,10 @@ def hostfile_text(machines: list[Machine]) -> str:
     return "".join(f"{address} slots={count}\n" for address, count in slots.items())
 
 
-def host_files(machines: list[Machine], machine: Machine, *, run_id: str, workdir_abs: str) -> HostFiles:
-    """Everything ``machine`` is told, given the fleet in master-first order."""
+def host_files(
+    machines: list[Machine], machine: Machine, *, run_id: str, workdir_abs: str, app_env: tuple[tuple[str, str], ...] = ()
+) -> HostFiles:
+    """Everything ``machine`` is told, given the fleet in master-first order; ``app_env`` is the descriptor's ``env:``."""
     state = posixpath.join(workdir_abs, STATE_FOLDER)
     env = {
         "D2C_RUN": run_id,
@@ -69,6 +71,7 @@ def host_files(machines: list[Machine], machine: Machine, *, run_id: str, workdi
         "D2C_MPI_HOSTFILE": posixpath.join(state, "hostfile"),
         "D2C_WORKER_COUNT": str(sum(m.slots for m in machines)),
     }
+    env.update(dict(app_env))
     env_sh = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
     files = {
         posixpath.join(STATE_FOLDER, "hosts"): hosts_text(machines),

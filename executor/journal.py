@@ -5,6 +5,12 @@ killed at any point leaves a journal from which ``d2c down`` and ``d2c run --res
 everything the run created. Each call opens its own short connection and commits before
 returning, which keeps the file consistent under SIGKILL and usable from several threads.
 
+Opening the journal writes nothing once its schema is there (``user_version`` already set), so
+``d2c status`` and ``d2c down`` work on a full disk: ``read_only`` journals never write, and a
+journal in ``best_effort`` mode (teardown after a failure, ``d2c down``) keeps going when a
+write fails, collecting what it could not record in ``unsaved``. Any other failed write is a
+:class:`JournalWriteError` naming the file. The file is the user's alone (0600).
+
 Schema (``user_version`` 1)::
 
     runs(run_id PK, provider, region, state, descriptor, plans_file, plan_rank, budget_usd,
@@ -19,6 +25,7 @@ Schema (``user_version`` 1)::
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import closing, contextmanager
@@ -26,7 +33,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from d2c.errors import UsageError
+from d2c.errors import UsageError, WorkError
+from d2c.state import PRIVATE_FILE_MODE, private_dir
 
 SCHEMA_VERSION = 1
 JOURNAL_NAME = "journal.sqlite"
@@ -142,22 +150,78 @@ class Event:
     message: str
 
 
-class Journal:
-    """The SQLite journal at ``path`` (created with its schema on first use)."""
+class JournalWriteError(WorkError):
+    """The journal could not be written (a full disk, a read-only folder)."""
 
-    def __init__(self, path: Path):
+
+class Journal:
+    """The SQLite journal at ``path`` (created with its schema on first use unless ``read_only``)."""
+
+    def __init__(self, path: Path, *, read_only: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.read_only = read_only
+        self.best_effort = False
+        self.unsaved: list[str] = []
+        if read_only:
+            return
+        private_dir(self.path.parent)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+        elif self.path.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
+            self.path.chmod(PRIVATE_FILE_MODE)
+        with self._read() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: written by a newer d2c (journal version {version}, this one reads {SCHEMA_VERSION}); upgrade d2c")
+        if version < SCHEMA_VERSION:
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for queries; a read-only journal that does not exist yet reads as empty."""
+        if self.read_only:
+            if self.path.exists():
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                with closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as db:
+                    db.row_factory = sqlite3.Row
+                    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                        yield db
+                        return
+            # No journal yet (or one being created this instant): no runs.
+            with closing(sqlite3.connect(":memory:")) as db:
+                db.row_factory = sqlite3.Row
+                db.executescript(_SCHEMA)
+                yield db
+            return
+        with closing(sqlite3.connect(self.path, timeout=30.0)) as db:
+            db.row_factory = sqlite3.Row
+            yield db
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30.0)) as db:
-            db.row_factory = sqlite3.Row
-            with db:
+        """A connection for one write transaction (committed on leaving, rolled back on an error)."""
+        if self.read_only:
+            raise JournalWriteError(f"{self.path}: opened read-only; this command does not change the journal")
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30.0)) as db:
+                db.row_factory = sqlite3.Row
+                with db:
+                    yield db
+        except sqlite3.OperationalError as exc:
+            raise JournalWriteError(f"cannot write the journal {self.path}: {exc}; free space in {self.path.parent} and run 'd2c down' or 'd2c run --resume'") from None
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection | None]:
+        """``_connect`` for a write that a ``best_effort`` journal may lose (noted in ``unsaved``)."""
+        try:
+            with self._connect() as db:
                 yield db
+        except JournalWriteError as exc:
+            if not self.best_effort:
+                raise
+            self.unsaved.append(f"{what} ({exc})")
 
     def create_run(self, record: RunRecord) -> None:
         """Record a new run."""
@@ -195,12 +259,12 @@ class Journal:
         if not fields:
             return
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._connect() as db:
+        with self._write(f"run {run_id}: {', '.join(fields)}") as db:
             db.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*fields.values(), run_id))
 
     def run(self, run_id: str) -> RunRecord:
         """The run ``run_id``; UsageError naming the known runs when there is none."""
-        with self._connect() as db:
+        with self._read() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             known = [r.run_id for r in self.runs()][-5:]
@@ -210,7 +274,7 @@ class Journal:
 
     def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
-        with self._connect() as db:
+        with self._read() as db:
             rows = db.execute("SELECT * FROM runs ORDER BY created_at, run_id").fetchall()
         return [_run_from_row(row) for row in rows]
 
@@ -249,7 +313,7 @@ class Journal:
 
     def mark_deleted(self, run_id: str, kind: str, resource_id: str, at: float | None = None) -> None:
         """Record that a resource no longer exists."""
-        with self._connect() as db:
+        with self._write(f"{kind} {resource_id} deleted") as db:
             db.execute(
                 "UPDATE resources SET deleted_at = COALESCE(deleted_at, ?) WHERE run_id = ? AND kind = ? AND resource_id = ?",
                 (at if at is not None else time.time(), run_id, kind, resource_id),
@@ -264,7 +328,7 @@ class Journal:
             params.append(kind)
         if live_only:
             query += " AND deleted_at IS NULL"
-        with self._connect() as db:
+        with self._read() as db:
             rows = db.execute(query + " ORDER BY created_at, resource_id", params).fetchall()
         return [
             Resource(
@@ -282,7 +346,7 @@ class Journal:
 
     def event(self, run_id: str, kind: str, message: str, at: float | None = None) -> None:
         """Append an event to the run's history."""
-        with self._connect() as db:
+        with self._write(f"event {kind}: {message}") as db:
             db.execute(
                 "INSERT INTO events (run_id, at, kind, message) VALUES (?,?,?,?)",
                 (run_id, at if at is not None else time.time(), kind, message),
@@ -290,7 +354,7 @@ class Journal:
 
     def events(self, run_id: str) -> list[Event]:
         """The run's events in the order they happened."""
-        with self._connect() as db:
+        with self._read() as db:
             rows = db.execute("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
         return [Event(row["run_id"], row["at"], row["kind"], row["message"]) for row in rows]
 
@@ -317,8 +381,9 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def open_journal() -> Journal:
-    """The journal of the current project (``<state folder>/journal.sqlite``)."""
+def open_journal(*, read_only: bool = False) -> Journal:
+    """The journal of the current project (``<state folder>/journal.sqlite``); ``read_only``
+    creates nothing (not even the state folder) and never writes."""
     from d2c.state import state_dir
 
-    return Journal(state_dir() / JOURNAL_NAME)
+    return Journal(state_dir(create=not read_only) / JOURNAL_NAME, read_only=read_only)

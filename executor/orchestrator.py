@@ -21,12 +21,22 @@ or deadline itself (the reserve is what fetching spends), leaving the outputs no
 * fetching: outputs and logs are copied back, whatever the outcome, while the master host exists.
 * tearing_down: everything the run created is deleted, then the report is written.
 
-Whatever goes wrong, the run still fetches what it can and tears down; only a user's "detach" at
-Ctrl-C leaves it running (resumable with ``d2c run --resume``, stoppable with ``d2c down``).
+Whatever goes wrong — a cloud error, a full disk, a bug — the run still fetches what it can and
+tears down, then reports; only a user's "detach" at Ctrl-C leaves it running (resumable with
+``d2c run --resume``, stoppable with ``d2c down``). After a failure the journal turns
+``best_effort``: a write that fails (the disk is full) no longer stops the teardown, and what was
+not recorded is named in the run's last message. A host presenting another host key than the one
+pinned stops the run at once: that is someone else answering at the host's address, not a network
+blip to wait out.
+
+Outputs are fetched by :mod:`executor.fetch`, which never follows a link out of the output folder;
+what it skips is noted and reported. Report assembly lives in :mod:`executor.report`, the profile
+calibration in :mod:`executor.calibration`.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import secrets
 import shlex
@@ -39,14 +49,16 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from d2c.descriptor import Descriptor
-from d2c.errors import D2CError, HostError, UsageError, WorkError
-from d2c.state import runs_dir
+from d2c.errors import D2CError, HostError, HostKeyMismatch, UsageError, WorkError
+from d2c.state import PRIVATE_FILE_MODE, private_dir, runs_dir
+from executor.calibration import calibrate
 from executor.contextualize import host_files, ordered, ssh_mesh_script
 from executor.controller import this_controller
+from executor.fetch import fetch_output, open_tree
 from executor.journal import Journal, RunRecord
 from executor.providers.base import CapacityError, Machine, Provider, ProvisionRequest, deadman_minutes, machines_from_journal
 from executor.remote_run import CommandWatch, start_command
-from executor.report import InstanceCost, build_report, write_report
+from executor.report import run_report, write_report
 from executor.uploads import DEFAULT_STREAMS, total_bytes, upload
 from executor.watchdog import DEFAULT_RESERVE_S, Clock, Watchdog
 from planner.billing import SECONDS_PER_MONTH, BillingRules
@@ -155,10 +167,33 @@ def check_plan_matches(descriptor: Descriptor, planset: PlanSet, plan: Plan, pla
     missing = sorted(r.name for r in descriptor.roles if r.name not in planned and (r.master or r.min_count > 0))
     if missing:
         raise UsageError(f"{plans_path}: plan {plan.rank} has no hosts for role(s) {', '.join(missing)} of {descriptor.path}; run 'd2c recommend' again")
+    totals: dict[str, int] = {}
+    for allocation in plan.roles:
+        totals[allocation.role] = totals.get(allocation.role, 0) + allocation.count
+    for name, count in totals.items():
+        role = descriptor.role(name)
+        low, high = (role.count, role.count) if role.count is not None else (max(role.min_count, 1), role.max_count)
+        if role.master and len(descriptor.roles) > 1:
+            low = high = 1
+        if not low <= count <= high:
+            allowed = f"exactly {low}" if low == high else f"{low} to {high}"
+            raise UsageError(
+                f"{plans_path}: plan {plan.rank} gives role {name!r} {count} host(s), but {descriptor.path} allows {allowed}; run 'd2c recommend' again"
+            )
+
+
+def check_run_input(descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path, provider: str) -> None:
+    """Everything a run's input must pass before anything of the run is created (UsageError)."""
+    check_plan_matches(descriptor, planset, plan, plans_path)
+    if provider != "local":
+        return
     for allocation in plan.roles:
         role = descriptor.role(allocation.role)
-        if allocation.count < 1 or (role.master and allocation.count != 1 and len(plan.roles) > 1):
-            raise UsageError(f"{plans_path}: plan {plan.rank} gives role {role.name!r} {allocation.count} hosts; run 'd2c recommend' again")
+        if not role.image_is_folder:
+            raise UsageError(
+                f"{descriptor.path}: role {role.name!r}: a rehearsal with --provider local runs apps given as a folder, "
+                f"not the VM image {role.image.name}; use --provider aws"
+            )
 
 
 def start_with_fallback(
@@ -170,16 +205,17 @@ def start_with_fallback(
     plans_path: Path,
     provider_for: Callable[[Plan], Provider],
     fallback: bool,
+    per_run_outputs: bool = False,
 ) -> RunResult:
     """Run ``plan``; when the cloud lacks capacity or quota for it and ``fallback`` is set, run the
     next-ranked plans in turn (each a run of its own, torn down before the next starts)."""
-    result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path)
+    result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path, per_run_outputs=per_run_outputs)
     ranks = sorted(p.rank for p in planset.plans if p.rank > plan.rank)
     while fallback and result.capacity_error and ranks:
         plan = planset.plan(ranks.pop(0))
         orchestrator.ui.note(f"{result.message}; trying plan {plan.rank}, as --next-plan-on-capacity allows")
         orchestrator.provider = provider_for(plan)
-        result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path)
+        result = orchestrator.start(descriptor, planset, plan, plans_path=plans_path, per_run_outputs=per_run_outputs)
     return result
 
 
@@ -243,13 +279,15 @@ class Orchestrator:
 
     # -- entry points ---------------------------------------------------------------------------
 
-    def start(self, descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path) -> RunResult:
-        """Check the plan against the descriptor, journal a new run and drive it to the end."""
-        check_plan_matches(descriptor, planset, plan, plans_path)
-        self._check_images(descriptor, plan)
+    def start(self, descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path, per_run_outputs: bool = False) -> RunResult:
+        """Check the plan against the descriptor, journal a new run and drive it to the end.
+
+        ``per_run_outputs`` (``--allow-concurrent``) puts the outputs in a folder named after the
+        run (see :func:`executor.fetch.per_run_target`), so runs side by side never overwrite each other's.
+        """
+        check_run_input(descriptor, planset, plan, plans_path=plans_path, provider=self.provider.name)
         run_id = new_run_id(descriptor.name)
-        run_dir = runs_dir() / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = private_dir(runs_dir() / run_id)
         now = self.clock()
         record = RunRecord(
             run_id=run_id,
@@ -271,6 +309,7 @@ class Orchestrator:
                 "simulated": self.provider.simulated,
                 "profile": str(self.settings.profile_path) if self.settings.profile_path else None,
                 "controller": this_controller(),
+                "per_run_outputs": per_run_outputs,
             },
         )
         self.journal.create_run(record)
@@ -302,16 +341,27 @@ class Orchestrator:
         try:
             self._advance(run)
         except KeyboardInterrupt:
-            self._settle(run, "stopped", "interrupted by the user (Ctrl-C)")
-            self._fetch_safely(run)
+            self._fail(run, "stopped", "interrupted by the user (Ctrl-C)")
+        except HostKeyMismatch as exc:
+            # Someone else answers at the host's address: nothing more is sent to it, not even to fetch.
+            self._fail(run, "failed", f"{exc.message}. This may be an attack; the run stops without fetching from that host", fetch=False)
         except D2CError as exc:
-            self._settle(run, "failed", exc.message)
             run.capacity_error = isinstance(exc, CapacityError)
-            self._fetch_safely(run)
+            self._fail(run, "failed", exc.message)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the hosts must still go
+            self._fail(run, "failed", f"internal error: {type(exc).__name__}: {exc}")
         if run.outcome == "detached":
             self.journal.event(run.run_id, "detached", run.reason, at=self.clock())
             return RunResult(run.run_id, "detached", run.reason, None)
         return self._teardown_and_report(run)
+
+    def _fail(self, run: _Run, outcome: str, reason: str, *, fetch: bool = True) -> None:
+        """Record why the run ends early, then fetch what can be fetched; from here on a failed
+        journal write (a full disk) must not stop the teardown."""
+        self.journal.best_effort = True
+        self._settle(run, outcome, reason)
+        if fetch:
+            self._fetch_safely(run)
 
     def _advance(self, run: _Run) -> None:
         state = run.record.state
@@ -332,17 +382,6 @@ class Orchestrator:
                 return
         if run.record.state in ("running", "fetching"):
             self._fetch(run)
-
-    def _check_images(self, descriptor: Descriptor, plan: Plan) -> None:
-        if self.provider.name != "local":
-            return
-        for allocation in plan.roles:
-            role = descriptor.role(allocation.role)
-            if not role.image_is_folder:
-                raise UsageError(
-                    f"{descriptor.path}: role {role.name!r}: a rehearsal with --provider local runs apps given as a folder, "
-                    f"not the VM image {role.image.name}; use --provider aws"
-                )
 
     def _watchdog(self, run: _Run) -> Watchdog:
         deadline_at = None
@@ -435,7 +474,7 @@ class Orchestrator:
             if not result.ok:
                 raise HostError(f"{machine.name}: cannot create the work folder {workdir}: {result.stderr_tail}")
             workdir_abs = result.stdout_tail.strip().splitlines()[-1]
-            files = host_files(run.machines, machine, run_id=run.run_id, workdir_abs=workdir_abs)
+            files = host_files(run.machines, machine, run_id=run.run_id, workdir_abs=workdir_abs, app_env=descriptor.env)
             script = ["set -e", f"cd {shlex.quote(workdir_abs)}", "mkdir -p .d2c"]
             script += [f"printf %s {shlex.quote(text)} > {shlex.quote(path)}" for path, text in files.files.items()]
             if cluster_key:
@@ -465,7 +504,7 @@ class Orchestrator:
             host_pairs += [(t.local, posixpath.join(base, t.remote)) for t in descriptor.inputs]
             pairs[machine.name] = host_pairs
         exclude = tuple(Path(t.local) for t in descriptor.outputs)
-        total = total_bytes(pairs, exclude)
+        total = total_bytes(pairs, exclude, descriptor.exclude)
         sent = [0]
         counting = threading.Lock()
 
@@ -485,6 +524,7 @@ class Orchestrator:
             streams=self.settings.streams,
             on_bytes=on_bytes,
             exclude=exclude,
+            patterns=descriptor.exclude,
         )
         elapsed = time.monotonic() - started
         self._note(run, "uploaded", f"uploaded {copied / 1e6:.1f} MB to {len(pairs)} host(s) in {elapsed:.1f} s")
@@ -529,11 +569,11 @@ class Orchestrator:
             lines_seen=int(details.get("lines_seen", 0)),
         )
         log_path = run.run_dir / "logs" / "master.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(log_path.parent)
         last_states = self.clock()
         unreachable_since: float | None = None
         try:
-            with open(log_path, "a", encoding="utf-8") as log:
+            with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE), "a", encoding="utf-8") as log:
                 while True:
                     try:
                         if self._watch_once(run, watch, log):
@@ -544,6 +584,8 @@ class Orchestrator:
                             last_states = now
                             self._check_hosts(run)
                         self.sleep(self.settings.poll_s)
+                    except HostKeyMismatch:
+                        raise
                     except HostError as exc:
                         now = self.clock()
                         unreachable_since = unreachable_since or now
@@ -668,8 +710,11 @@ class Orchestrator:
     def _fetch_safely(self, run: _Run) -> None:
         try:
             self._fetch(run)
-        except (D2CError, OSError) as exc:
-            self._note(run, "fetch-failed", f"could not fetch outputs: {exc}")
+        except HostKeyMismatch:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fetching is a courtesy on the way to the teardown
+            text = exc.message if isinstance(exc, D2CError) else f"{type(exc).__name__}: {exc}"
+            self._note(run, "fetch-failed", f"could not fetch outputs: {text}")
 
     def _fetch(self, run: _Run) -> None:
         master = run.master()
@@ -679,38 +724,54 @@ class Orchestrator:
             self._note(run, "fetch-skipped", f"the master {master.name} is gone; no outputs to fetch")
             return
         self._state(run, "fetching")
-        workdir = self.journal.run(run.run_id).details["workdirs"][master.name]
+        details = self.journal.run(run.run_id).details
+        workdir = details["workdirs"][master.name]
+        per_run = run.run_id if details.get("per_run_outputs") else None
         host = self.provider.open_host(master)
         fetched = []
         nbytes = 0
         try:
-            for index, transfer in enumerate(run.descriptor.outputs, start=1):
-                self.ui.progress("downloading", index - 1, len(run.descriptor.outputs))
-                verdict = run.watchdog.check(keep_reserve=False)
-                if verdict is not None:
-                    remaining = run.descriptor.outputs[index - 1 :]
-                    fetched += [{"remote": t.remote, "local": str(t.local), "fetched": False} for t in remaining]
-                    self._stop_fetching(run, verdict.message, [t.remote for t in remaining])
-                    break
-                try:
-                    host.get(posixpath.join(workdir, transfer.remote), transfer.local)
-                except HostError as exc:
-                    self._note(run, "output-missing", f"output {transfer.remote} not fetched: {exc}")
-                    fetched.append({"remote": transfer.remote, "local": str(transfer.local), "fetched": False})
-                    continue
-                nbytes += _size(transfer.local)
-                fetched.append({"remote": transfer.remote, "local": str(transfer.local), "fetched": True})
-            self.ui.progress("downloading", len(run.descriptor.outputs), len(run.descriptor.outputs))
+            tree = open_tree(host)
             try:
-                host.get(posixpath.join(workdir, ".d2c", f"{MASTER_TAG}.log"), run.run_dir / "logs" / "master.log")
-            except HostError:
-                pass
+                for index, transfer in enumerate(run.descriptor.outputs, start=1):
+                    self.ui.progress("downloading", index - 1, len(run.descriptor.outputs))
+                    verdict = run.watchdog.check(keep_reserve=False)
+                    if verdict is not None:
+                        remaining = run.descriptor.outputs[index - 1 :]
+                        fetched += [{"remote": t.remote, "local": str(t.local), "fetched": False} for t in remaining]
+                        self._stop_fetching(run, verdict.message, [t.remote for t in remaining])
+                        break
+                    entry = self._fetch_one(run, tree, workdir, transfer.remote, Path(transfer.local), per_run)
+                    nbytes += entry.pop("bytes")
+                    fetched.append(entry)
+                self.ui.progress("downloading", len(run.descriptor.outputs), len(run.descriptor.outputs))
+                log = run.run_dir / "logs" / "master.log"
+                self._fetch_one(run, tree, workdir, f".d2c/{MASTER_TAG}.log", log, None, quiet=True)
+                if log.is_file() and not log.is_symlink():
+                    log.chmod(PRIVATE_FILE_MODE)
+            finally:
+                tree.close()
         finally:
             host.close()
         run.watchdog.add_egress(nbytes)
         self.journal.update_run(run.run_id, details={"outputs": fetched, "egress_bytes": run.watchdog.egress_bytes})
         got = [f["local"] for f in fetched if f["fetched"]]
         self._note(run, "fetched", f"fetched {len(got)} of {len(fetched)} output(s) ({nbytes / 1e6:.2f} MB)" + (f": {', '.join(got)}" if got else ""))
+
+    def _fetch_one(self, run: _Run, tree, workdir: str, remote: str, local: Path, per_run: str | None, *, quiet: bool = False) -> dict[str, Any]:
+        """Fetch one output; what was skipped or replaced is noted (and kept for the report)."""
+        try:
+            done, target = fetch_output(tree, workdir, remote, local, per_run=per_run)
+        except (HostError, OSError) as exc:
+            if not quiet:
+                self._note(run, "output-missing", f"output {remote} not fetched: {exc}")
+            return {"remote": remote, "local": str(local), "fetched": False, "bytes": 0}
+        for line in done.skipped:
+            self._note(run, "output-skipped", f"not fetched: {line}")
+        if done.replaced and not quiet:
+            self._note(run, "output-replaced", f"{done.replaced} file(s) already in {target} were replaced by this run's")
+        fetched = not (done.skipped and done.files == 0 and done.links == 0)
+        return {"remote": remote, "local": str(target), "fetched": fetched, "skipped": done.skipped, "bytes": done.bytes}
 
     def _stop_fetching(self, run: _Run, message: str, left: list[str]) -> None:
         """Fetching outran the budget or deadline: the run is stopped, whatever the app's outcome was."""
@@ -730,8 +791,9 @@ class Orchestrator:
         try:
             for line in self.provider.teardown(run.run_id, self.journal):
                 self.journal.event(run.run_id, "deleted", line, at=self.clock())
-        except D2CError as exc:
-            teardown_error = f"teardown incomplete ({exc}); run 'd2c down {run.run_id}'"
+        except Exception as exc:  # noqa: BLE001 - reported, with the command that finishes the job
+            text = exc.message if isinstance(exc, D2CError) else f"{type(exc).__name__}: {exc}"
+            teardown_error = f"teardown incomplete ({text}); run 'd2c down {run.run_id}'"
         now = self.clock()
         for machine in run.watchdog.machines:
             run.watchdog.host_ended(machine.instance_id, now)
@@ -745,68 +807,42 @@ class Orchestrator:
         calibrated = self._calibrate(run)
         report_path = self._write_report(run, now, calibrated)
         self.journal.update_run(run.run_id, state="finished", finished_at=now, outcome=run.outcome, message=message)
+        if self.journal.unsaved:
+            message += f"; the journal could not record {len(self.journal.unsaved)} change(s) (is the disk full?); 'd2c down {run.run_id}' tidies it once there is space"
         outcome = run.outcome if teardown_error is None else "failed"
         return RunResult(run.run_id, outcome, message, report_path, capacity_error=run.capacity_error)
 
     def _calibrate(self, run: _Run) -> bool:
-        """Append a successful cloud run to the profile (effective workers as profiler.fleet counts them)."""
-        profile = self.settings.profile_path
-        details = self.journal.run(run.run_id).details
-        if run.outcome != "succeeded" or self.provider.simulated or profile is None or not Path(profile).is_file():
+        """Append a successful cloud run to the profile (never a rehearsal; never at the cost of the report)."""
+        if run.outcome != "succeeded" or self.provider.simulated:
             return False
-        from profiler.calibration import append_calibration
-        from profiler.fleet import instance_capacity
-        from profiler.profile_file import load_profile
+        try:
+            done = calibrate(self.settings.profile_path, run.plan, self.journal.run(run.run_id).details)
+        except (D2CError, OSError, ValueError, KeyError) as exc:
+            self._note(run, "calibration-failed", f"could not add the run to {self.settings.profile_path}: {exc}")
+            return False
+        if done:
+            self._note(run, "calibrated", f"appended the measured run to {self.settings.profile_path}")
+        return done
 
-        host_speed = load_profile(Path(profile)).host.speed
-        effective = sum(
-            a.count * instance_capacity(a.instance_type.split(".")[0], a.arch, a.vcpus, host_speed).effective_workers for a in run.plan.roles
-        )
-        largest = max(run.plan.roles, key=lambda a: a.count * a.vcpus)
-        append_calibration(
-            Path(profile),
-            scale=float(details.get("scale", 1.0)),
-            workers=effective,
-            wall_s=float(details["master_ended_at"]) - float(details["master_started_at"]),
-            instance_type=largest.instance_type,
-            count=largest.count,
-        )
-        self._note(run, "calibrated", f"appended the measured run to {profile}")
-        return True
-
-    def _write_report(self, run: _Run, now: float, calibrated: bool) -> Path:
+    def _write_report(self, run: _Run, now: float, calibrated: bool) -> Path | None:
         details = self.journal.run(run.run_id).details
-        costs = run.watchdog.cost_by_instance(now)
-        instances = [InstanceCost(m, run.watchdog.ended.get(m.instance_id, now), costs[m.instance_id]) for m in run.watchdog.machines]
-        wall_s = None
-        if "master_started_at" in details and "master_ended_at" in details:
-            wall_s = float(details["master_ended_at"]) - float(details["master_started_at"])
-        report = build_report(
-            run_id=run.run_id,
+        report = run_report(
+            record=run.record,
+            details=details,
             descriptor=run.descriptor.name,
+            plan=run.plan,
             provider=self.provider.name,
             simulated=self.provider.simulated,
-            plan_rank=run.plan.rank,
-            region=run.plan.region,
+            watchdog=run.watchdog,
+            now=now,
             outcome=run.outcome,
             reason=run.reason,
-            exit_status=run.exit_status if run.exit_status is not None else details.get("exit_status"),
-            started_at=run.record.created_at,
-            finished_at=now,
-            wall_s=wall_s,
-            budget_usd=run.record.budget_usd,
-            instances=instances,
-            extra_usd=run.watchdog.accrued_usd(now) - sum(costs.values()),
-            predicted_time_s=details.get("predicted", {}).get("time_s", {}),
-            predicted_cost_usd=details.get("predicted", {}).get("cost_usd", {}),
-            outputs=details.get("outputs", []),
+            exit_status=run.exit_status,
             calibrated=calibrated,
         )
-        return write_report(run.run_dir, report)
-
-
-def _size(path: Path) -> int:
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        try:
+            return write_report(run.run_dir, report)
+        except OSError as exc:
+            self.ui.note(f"could not write {run.run_dir / 'report.json'}: {exc.strerror or exc}; cost so far ${report['cost_usd']:.4f}")
+            return None

@@ -13,7 +13,11 @@ Format (``version`` 1)::
                     "launched_at", "ended_at", "cost_usd"}],
      "predicted": {"time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}, "boot_setup_s": seconds of
                    the predicted time allowed for boot, contextualization and uploads},
-     "outputs": [{"remote", "local", "fetched": bool}], "calibrated": bool}
+     "outputs": [{"remote", "local", "fetched": bool, "skipped": ["<path>: <why>", …]}],
+     "calibrated": bool}
+
+``skipped`` names every entry of an output that was not brought back (a link leading out of the
+output folder, a FIFO, …; see :mod:`executor.fetch`). The report is private to the user (0600).
 
 For a rehearsal (``simulated`` true) the costs are what the plan's prices would have charged.
 A plan's predicted time runs from launch to the outputs being back, so the summary compares
@@ -30,8 +34,12 @@ from typing import Any
 
 from d2c.errors import UsageError
 from d2c.files import atomic_write_json
+from d2c.state import PRIVATE_FILE_MODE
+from executor.journal import RunRecord
 from executor.providers.base import Machine
+from executor.watchdog import Watchdog
 from planner.billing import BillingRules
+from planner.plans import Plan
 
 REPORT_VERSION = 1
 REPORT_NAME = "report.json"
@@ -112,10 +120,54 @@ def build_report(
     }
 
 
+def run_report(
+    *,
+    record: RunRecord,
+    details: dict[str, Any],
+    descriptor: str,
+    plan: Plan,
+    provider: str,
+    simulated: bool,
+    watchdog: Watchdog,
+    now: float,
+    outcome: str,
+    reason: str,
+    exit_status: int | None,
+    calibrated: bool,
+) -> dict[str, Any]:
+    """The report of a run from its journal record and its watchdog's accounts at ``now``."""
+    costs = watchdog.cost_by_instance(now)
+    instances = [InstanceCost(m, watchdog.ended.get(m.instance_id, now), costs[m.instance_id]) for m in watchdog.machines]
+    wall_s = None
+    if "master_started_at" in details and "master_ended_at" in details:
+        wall_s = float(details["master_ended_at"]) - float(details["master_started_at"])
+    return build_report(
+        run_id=record.run_id,
+        descriptor=descriptor,
+        provider=provider,
+        simulated=simulated,
+        plan_rank=plan.rank,
+        region=plan.region,
+        outcome=outcome,
+        reason=reason,
+        exit_status=exit_status if exit_status is not None else details.get("exit_status"),
+        started_at=record.created_at,
+        finished_at=now,
+        wall_s=wall_s,
+        budget_usd=record.budget_usd,
+        instances=instances,
+        extra_usd=watchdog.accrued_usd(now) - sum(costs.values()),
+        predicted_time_s=details.get("predicted", {}).get("time_s", {}),
+        predicted_cost_usd=details.get("predicted", {}).get("cost_usd", {}),
+        outputs=details.get("outputs", []),
+        calibrated=calibrated,
+    )
+
+
 def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
-    """Write ``report.json`` into the run folder atomically."""
+    """Write ``report.json`` into the run folder atomically, readable by the user alone."""
     path = Path(run_dir) / REPORT_NAME
-    atomic_write_json(path, report)
+    atomic_write_json(path, report, mode=PRIVATE_FILE_MODE)
     return path
 
 
@@ -152,4 +204,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     )
     for item in report["instances"]:
         lines.append(f"  {item['name']:<12} {item['instance_type']:<12} {item['market']:<10} ${item['cost_usd']:.4f}")
+    for output in report.get("outputs", []):
+        for skipped in output.get("skipped", []):
+            lines.append(f"  not fetched: {skipped}")
     return lines

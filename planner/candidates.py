@@ -19,6 +19,9 @@ from profiler.fleet import instance_capacity
 
 UNITS_PER_WORKER = 100
 MARKET_CHOICES = ("on-demand", "spot", "any")
+DEFAULT_MAX_TYPES = 2
+"""Worker types per plan unless ``--max-types`` says otherwise: a fleet of two sizes is easy to
+run and reason about, and seven-type mixes save little. Static balance also keeps one family."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,11 @@ class Limits:
     exclude: tuple[str, ...] = ()
     max_instances: int | None = None
     homogeneous: bool = False
-    """One instance type per role."""
+    """One instance type per role (``max_types=1``)."""
+    max_types: int | None = None
+    """Most worker types in a plan; None: ``DEFAULT_MAX_TYPES``."""
+    balance: str = "static"
+    """How the app shares work (``d2c.yaml``'s ``balance``): ``static`` or ``dynamic``."""
     arch: str | None = None
     """``x86_64`` or ``arm64`` when the images fix it; None: either."""
 

@@ -29,8 +29,7 @@ class Fleet:
 
     @property
     def key(self) -> frozenset:
-        used = {("w", i) for i, n in self.counts.items() if n > 0}
-        return frozenset(used | ({("m", self.master)} if self.master is not None else set()))
+        return frozenset(("w", i) for i, n in self.counts.items() if n > 0)
 
 
 def enumerate_fleets(sub: Subproblem, *, budget_usd: float, deadline_s: float | None, max_count: int):
@@ -45,10 +44,10 @@ def enumerate_fleets(sub: Subproblem, *, budget_usd: float, deadline_s: float | 
 
 
 def best_distinct(fleets, top: int) -> list[Fleet]:
-    """The ``top`` cheapest (p50) fleets with distinct (region, market, types used)."""
+    """The ``top`` cheapest (p50) fleets with distinct worker mixes (market, worker types used)."""
     best: dict[tuple, Fleet] = {}
     for fleet in fleets:
-        key = (fleet.sub.region, fleet.sub.market, fleet.key)
+        key = (fleet.sub.market, tuple(sorted(fleet.sub.workers.cands[i].instance_type for i in fleet.counts)))
         if key not in best or fleet.evaluation.cost50 < best[key].evaluation.cost50:
             best[key] = fleet
     return sorted(best.values(), key=lambda f: f.evaluation.cost50)[:top]
@@ -71,41 +70,52 @@ def best_homogeneous_loop(subs: list[Subproblem], *, budget_usd: float, deadline
 def homogeneous_bests(sub: Subproblem, *, budget_usd: float, deadline_s: float | None) -> list[tuple[int, int, int | None, float]]:
     """Per worker type, the cheapest feasible single-type fleet: ``(type, count, master, p50 cost)``.
 
-    The master (if any) is the cheapest one allowed at the fleet's level.
+    At every level the master (if any) is the cheapest one allowed there (of the worker type's
+    family under static balance), and the count is the fewest instances that, with the master's
+    ranks, reach the level without passing it.
     """
     levels, workers = sub.levels, sub.workers
-    K = len(levels)
+    K, n_types = len(levels), len(workers.cands)
     most = workers.role.max_count
     if sub.max_instances is not None:
         most = min(most, sub.max_instances - (1 if sub.master is not None else 0))
-    if most < 1:
+    if most < 1 or n_types == 0:
         return []
-    master50 = np.zeros(K)
-    master90 = np.zeros(K)
-    master_vcpus = np.zeros(K)
-    pick = None
+    allowed = workers.allowed(deadline_s)
+    columns = np.arange(K)
+    pick = np.full((n_types, K), -1)
+    m50 = np.zeros((n_types, K))
+    m90 = np.zeros((n_types, K))
+    m_cap = np.zeros((n_types, K))
+    m_vcpus = np.zeros((n_types, K))
     if sub.master is not None:
-        costs = np.where(sub.master.allowed(deadline_s), sub.master.cost50, np.inf)
-        pick = np.argmin(costs, axis=0)
-        master50 = costs[pick, np.arange(K)]
-        master90 = sub.master.cost90[pick, np.arange(K)]
-        master_vcpus = sub.master.vcpus[pick]
-    counts = np.arange(1, most + 1)
-    caps = workers.cap[:, None] * counts[None, :]
-    ks = np.searchsorted(levels.bounds, caps, side="right") - 1
-    ok = (ks >= 0) & (ks < K) & (counts[None, :] >= workers.role.min_count)
-    ks = np.clip(ks, 0, K - 1)
-    rows = np.arange(len(workers.cands))[:, None]
-    ok &= workers.allowed(deadline_s)[rows, ks] & np.isfinite(master50[ks])
-    cost50 = counts * workers.cost50[rows, ks] + master50[ks] + sub.fixed50[ks]
-    cost90 = counts * workers.cost90[rows, ks] + master90[ks] + sub.fixed90[ks]
+        master = sub.master
+        costs = np.where(master.allowed(deadline_s), master.cost50, np.inf)
+        m_family = np.array([c.offer.family for c in master.cands])
+        w_family = [c.offer.family for c in workers.cands]
+        for family in sorted(set(w_family)) if sub.one_family else [None]:
+            rows = [i for i in range(n_types) if family is None or w_family[i] == family]
+            own = costs if family is None else np.where((m_family == family)[:, None], costs, np.inf)
+            best = np.argmin(own, axis=0)
+            cost = own[best, columns]
+            pick[rows] = np.where(np.isfinite(cost), best, -1)
+            m50[rows] = cost
+            m90[rows] = master.cost90[best, columns]
+            m_cap[rows] = master.cap[best]
+            m_vcpus[rows] = master.vcpus[best]
+    cap = workers.cap[:, None].astype(float)
+    counts = np.maximum(np.ceil((levels.units[None, :] - m_cap) / cap), workers.role.min_count)
+    ok = allowed & np.isfinite(m50) & (counts <= most)
+    ok &= counts * cap + m_cap <= levels.upper[None, :]
+    cost50 = counts * workers.cost50 + m50 + sub.fixed50[None, :]
+    cost90 = counts * workers.cost90 + m90 + sub.fixed90[None, :]
     ok &= cost90 <= budget_usd
     if sub.quota_vcpus is not None:
-        ok &= counts * workers.vcpus[:, None] + master_vcpus[ks] <= sub.quota_vcpus
+        ok &= counts * workers.vcpus[:, None] + m_vcpus <= sub.quota_vcpus
     cost50 = np.where(ok, cost50, np.inf)
     best = np.argmin(cost50, axis=1)
     return [
-        (i, int(counts[best[i]]), None if pick is None else int(pick[ks[i, best[i]]]), float(cost50[i, best[i]]))
-        for i in range(len(workers.cands))
+        (i, int(counts[i, best[i]]), None if sub.master is None else int(pick[i, best[i]]), float(cost50[i, best[i]]))
+        for i in range(n_types)
         if np.isfinite(cost50[i, best[i]])
     ]

@@ -7,14 +7,16 @@ and master candidates ``m``:
 * ``n_ik`` integer: instances of worker type ``i`` when the level is ``k`` (0 otherwise), only
   where type ``i`` holds its memory and meets the deadline at level ``k``.
 * ``x_mk`` binary: the master's type when the level is ``k``.
-* ``u_i``, ``u_m`` binary: the type is used; no-good cuts on these make ranked plans distinct.
+* ``u_i`` binary: the worker type is used; no-good cuts on these make ranked plans distinct
+  worker mixes (the master is whichever is cheapest for a mix).
 
-Constraints per level: ``units_k·y_k <= Σ_i cap_i·n_ik`` (the fleet reaches level ``k``; it may
-reach a higher one, which the monotone level model makes never dearer, slower or shorter of
-memory, so the optimum is the same and the reported prediction uses the level actually reached),
+Constraints per level: ``units_k·y_k <= Σ_i cap_i·n_ik + Σ_m cap_m·x_mk <= upper_k·y_k`` (the
+fleet, the master's ranks included, reaches level ``k`` and no further, so the level chosen is
+the level the model is read at, and no fleet lies past the model's fastest point),
 ``min·y_k <= Σ_i n_ik <= max·y_k``, ``Σ_m x_mk = y_k``; then the
 instance cap, the vCPU quota, the budget on p90 cost, an optional cap on p50 cost (pruning for
-k-best), one type per role when homogeneous, and the cuts. Costs are linear because every
+k-best), at most ``max_types`` worker types (``Σ_i u_i``), for static balance one family for
+every host (``u_i <= f_F(i)``, ``Σ_k x_mk <= f_F(m)``, ``Σ_F f_F <= 1``), and the cuts. Costs are linear because every
 coefficient is fixed once the level is: ``cost = Σ cost_ik·n_ik + Σ cost_mk·x_mk + Σ fixed_k·y_k``.
 
 The objective is the p50 cost, or for the fastest-plan search the p90 time: ``Σ time_k·y_k``
@@ -40,7 +42,7 @@ from planner.problem import Subproblem
 SOLVERS = ("highs", "cbc")
 
 CutKey = frozenset
-"""A plan's used types: ``("w", i)`` for worker candidate ``i``, ``("m", m)`` for the master."""
+"""A plan's used worker types: ``("w", i)`` for worker candidate ``i``."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,8 @@ class Solution:
 
     @property
     def key(self) -> CutKey:
-        """The used types, for a no-good cut."""
-        used = {("w", i) for i, n in self.counts.items() if n > 0}
-        return frozenset(used | ({("m", self.master)} if self.master is not None else set()))
+        """The used worker types, for a no-good cut."""
+        return frozenset(("w", i) for i, n in self.counts.items() if n > 0)
 
 
 @functools.cache
@@ -110,7 +111,8 @@ def _count_bounds(sub: Subproblem, allowed_w, allowed_m, most: int, budget_usd: 
             ratio = np.min(cost / cap, axis=0)
             bound = levels.units * ratio + fixed
             if master is not None:
-                m_cost = np.where(keep_m, getattr(master, which), np.inf)
+                # The master's ranks stand in for workers' capacity at the workers' best rate.
+                m_cost = np.where(keep_m, getattr(master, which) - ratio[None, :] * master.cap[:, None], np.inf)
                 m_least = m_cost.min(axis=0)
                 bound = bound + m_least
                 keep_m &= bound[None, :] + (m_cost - m_least[None, :]) <= limit
@@ -151,6 +153,7 @@ def solve(
     y: dict[int, pulp.LpVariable] = {}
     rows: dict[int, list[tuple[int, pulp.LpVariable]]] = {}
     master_rows: dict[int, list[pulp.LpVariable]] = {}
+    masters_at: dict[int, list[int]] = {}
     bounds = _count_bounds(sub, allowed_w, allowed_m, most, budget_usd, cost_cap)
     for k in (int(k) for k in window):
         entries = [(int(i), int(bounds[0][i, k])) for i in np.flatnonzero(bounds[0][:, k] >= 1)]
@@ -163,6 +166,7 @@ def solve(
             n[i, k] = prob.add_variable(f"n_{i}_{k}", 0, ub, cat=pulp.LpInteger)
             rows[k].append((i, n[i, k]))
         master_rows[k] = []
+        masters_at[k] = masters
         for m in masters:
             x[m, k] = prob.add_variable(f"x_{m}_{k}", cat=pulp.LpBinary)
             master_rows[k].append(x[m, k])
@@ -172,7 +176,10 @@ def solve(
     prob += pulp.lpSum(y.values()) == 1
     for k, yk in y.items():
         capacity = pulp.lpSum(int(workers.cap[i]) * var for i, var in rows[k])
+        if master is not None:
+            capacity += pulp.lpSum(int(master.cap[m]) * x[m, k] for m in masters_at[k])
         prob += capacity >= int(levels.units[k]) * yk
+        prob += capacity <= int(levels.upper[k]) * yk
         count = pulp.lpSum(var for _, var in rows[k])
         prob += count >= workers.role.min_count * yk
         prob += count <= most * yk
@@ -191,10 +198,17 @@ def solve(
         prob += pulp.lpSum(column) <= most * u
         prob += u <= pulp.lpSum(column)
         uses["w", i] = u
-    for m, column in sorted(master_columns.items()):
-        uses["m", m] = pulp.lpSum(column)
-    if sub.homogeneous:
-        prob += pulp.lpSum(u for (kind, _), u in uses.items() if kind == "w") <= 1
+    if sub.max_types is not None:
+        prob += pulp.lpSum(uses.values()) <= sub.max_types
+    if sub.one_family:
+        family_of = lambda group, j: group.cands[j].offer.family  # noqa: E731
+        families = {family_of(workers, i) for i in columns} | {family_of(master, m) for m in master_columns}
+        f = {name: prob.add_variable(f"f_{index}", cat=pulp.LpBinary) for index, name in enumerate(sorted(families))}
+        prob += pulp.lpSum(f.values()) <= 1
+        for i in columns:
+            prob += uses["w", i] <= f[family_of(workers, i)]
+        for m, column in master_columns.items():
+            prob += pulp.lpSum(column) <= f[family_of(master, m)]
 
     instances = pulp.lpSum(n.values()) + (1 if master is not None else 0)
     if sub.max_instances is not None:

@@ -9,6 +9,7 @@ Format (``version`` 1)::
                 "output_gb": 0.0},
      "plans": [{"rank": 1, "region": "us-east-1", "why": "…", "on_frontier": true,
                 "time_s": {"p50": …, "p90": …}, "cost_usd": {"p50": …, "p90": …},
+                "also_in": [{"region": "us-east-2", "cost_usd": {"p50": …, "p90": …}}, …],
                 "roles": [{"role": "master", "instance_type": "c6i.xlarge", "count": 1,
                            "market": "on-demand", "region": "us-east-1", "vcpus": 4,
                            "memory_gib": 8.0, "arch": "x86_64", "price_usd_h": 0.17,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,14 @@ class RoleAllocation:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """The same worker mix in another region (or with another master type), at its own cost."""
+
+    region: str
+    cost_usd: Estimate
+
+
+@dataclass(frozen=True)
 class Plan:
     """One way to run the app: the instances per role, predicted time and cost, and its rank."""
 
@@ -57,6 +67,8 @@ class Plan:
     cost_usd: Estimate
     why: str
     on_frontier: bool = False
+    also_in: tuple[Alternative, ...] = ()
+    """Where else the same worker mix runs, cheapest first."""
 
     @property
     def instance_count(self) -> int:
@@ -120,6 +132,7 @@ class PlanSet:
                     "time_s": asdict(p.time_s),
                     "cost_usd": asdict(p.cost_usd),
                     "roles": [asdict(a) for a in p.roles],
+                    "also_in": [{"region": a.region, "cost_usd": asdict(a.cost_usd)} for a in p.also_in],
                 }
                 for p in self.plans
             ],
@@ -132,52 +145,175 @@ class PlanSet:
         atomic_write_json(path, self.to_dict())
 
 
-def _finite(value: object, field_name: str, path: Path, *, minimum: float | None = None) -> float:
-    """A finite number above zero (or at least ``minimum``), else a one-line UsageError."""
-    number = float(value)  # type: ignore[arg-type]
-    low_ok = number >= minimum if minimum is not None else number > 0
-    if not (math.isfinite(number) and low_ok):
-        raise UsageError(f"{path}: {field_name}: {value!r} is not a usable amount; run 'd2c recommend' again")
-    return number
+MAX_COUNT = 1000
+"""The most instances of one role a plan may name (the descriptor's own limit)."""
+MAX_WORKERS_PER_INSTANCE = 4096
+MAX_VCPUS = 1024
+REGION_RE = re.compile(r"^(us|ca|mx|sa|eu|af|ap|me|il|cn)(-gov)?-(north|south|east|west|central|northeast|southeast|northwest|southwest)-\d{1,2}$")
+"""The shape of an AWS Region code (``us-east-1``, ``ap-southeast-7``, ``us-gov-west-1``), as AWS
+lists them: https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-region-billing-codes.html"""
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+"""``family.size`` as EC2 names instance types: https://docs.aws.amazon.com/ec2/latest/instancetypes/instance-type-names.html"""
+ARCHES = ("x86_64", "arm64")
+PLAN_MARKETS = MARKETS + ("any",)
+
+
+class _Fields:
+    """Reads one value of plans.json after another; every refusal names the file and the field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> UsageError:
+        return UsageError(f"{self.path}: {where}: {problem}; run 'd2c recommend' again")
+
+    def get(self, mapping: Any, key: str, where: str) -> Any:
+        if not isinstance(mapping, dict):
+            raise self.fail(where or "(top level)", "must be a JSON object")
+        if key not in mapping:
+            raise self.fail(f"{where}.{key}" if where else key, "missing")
+        return mapping[key]
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def whole(self, value: Any, where: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"must be a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise self.fail(where, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def amount(self, value: Any, where: str, *, zero_ok: bool = False) -> float:
+        """A finite number above zero (or at least zero with ``zero_ok``); NaN, inf and strings refused."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(where, f"must be a number, got {value!r}")
+        number = float(value)
+        if not math.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
+            raise self.fail(where, f"{value!r} is not a usable amount (a finite number {'>= 0' if zero_ok else '> 0'})")
+        return number
+
+    def choice(self, value: Any, where: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.fail(where, f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def region(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not REGION_RE.match(value):
+            raise self.fail(where, f"{value!r} is not an AWS region code such as 'us-east-1'")
+        return value
+
+    def flag(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, f"must be true or false, got {value!r}")
+        return value
+
+    def estimate(self, value: Any, where: str) -> Estimate:
+        p50 = self.amount(self.get(value, "p50", where), f"{where}.p50", zero_ok=True)
+        p90 = self.amount(self.get(value, "p90", where), f"{where}.p90", zero_ok=True)
+        if p90 < p50:
+            raise self.fail(f"{where}.p90", f"{p90} is below p50 {p50}")
+        return Estimate(p50, p90)
+
+    def items(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(where, "must be a non-empty list")
+        return value
+
+
+def _allocation(f: _Fields, raw: Any, where: str, plan_region: str) -> RoleAllocation:
+    get = lambda key: f.get(raw, key, where)  # noqa: E731 - a local shorthand
+    region = f.region(get("region"), f"{where}.region")
+    if region != plan_region:
+        raise f.fail(f"{where}.region", f"{region!r} differs from the plan's region {plan_region!r}")
+    instance_type = f.text(get("instance_type"), f"{where}.instance_type")
+    if not INSTANCE_TYPE_RE.match(instance_type):
+        raise f.fail(f"{where}.instance_type", f"{instance_type!r} is not an EC2 instance type such as 'c6i.xlarge'")
+    vcpus = f.whole(get("vcpus"), f"{where}.vcpus", 1, MAX_VCPUS)
+    return RoleAllocation(
+        role=f.text(get("role"), f"{where}.role"),
+        instance_type=instance_type,
+        count=f.whole(get("count"), f"{where}.count", 1, MAX_COUNT),
+        market=f.choice(get("market"), f"{where}.market", MARKETS),
+        region=region,
+        vcpus=vcpus,
+        memory_gib=f.amount(get("memory_gib"), f"{where}.memory_gib"),
+        arch=f.choice(get("arch"), f"{where}.arch", ARCHES),
+        price_usd_h=f.amount(get("price_usd_h"), f"{where}.price_usd_h"),
+        workers_per_instance=f.whole(get("workers_per_instance"), f"{where}.workers_per_instance", 1, MAX_WORKERS_PER_INSTANCE),
+    )
+
+
+def _plan(f: _Fields, raw: Any, where: str) -> Plan:
+    region = f.region(f.get(raw, "region", where), f"{where}.region")
+    roles = tuple(_allocation(f, a, f"{where}.roles[{i}]", region) for i, a in enumerate(f.items(f.get(raw, "roles", where), f"{where}.roles")))
+    return Plan(
+        rank=f.whole(f.get(raw, "rank", where), f"{where}.rank", 1, 10_000),
+        region=region,
+        why=f.text(f.get(raw, "why", where), f"{where}.why"),
+        on_frontier=f.flag(raw.get("on_frontier", False), f"{where}.on_frontier"),
+        time_s=f.estimate(f.get(raw, "time_s", where), f"{where}.time_s"),
+        cost_usd=f.estimate(f.get(raw, "cost_usd", where), f"{where}.cost_usd"),
+        roles=roles,
+        also_in=tuple(_alternative(f, a, f"{where}.also_in[{i}]") for i, a in enumerate(_list(f, raw.get("also_in", []), f"{where}.also_in"))),
+    )
+
+
+def _list(f: _Fields, value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise f.fail(where, "must be a list")
+    return value
+
+
+def _alternative(f: _Fields, raw: Any, where: str) -> Alternative:
+    return Alternative(
+        region=f.region(f.get(raw, "region", where), f"{where}.region"),
+        cost_usd=f.estimate(f.get(raw, "cost_usd", where), f"{where}.cost_usd"),
+    )
 
 
 def load_plans(path: Path) -> PlanSet:
-    """Read and check a plans.json written by ``d2c recommend``."""
+    """Read plans.json and check every field: typed, finite, in range; UsageError naming the field.
+
+    A plans file is a text file anyone can edit; nothing in it is trusted before it is checked
+    (a count of 1.5, a price of NaN or 0, a market ``reserved`` are refused here, before any
+    run folder or journal entry exists).
+    """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such plans file; run 'd2c recommend -o {path}' first")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        if raw.get("version") != PLANS_VERSION:
-            raise UsageError(f"{path}: version {raw.get('version')!r} is not supported (expected {PLANS_VERSION}); run 'd2c recommend' again")
-        inputs = raw["inputs"]
-        plans = tuple(
-            Plan(
-                rank=int(p["rank"]),
-                region=p["region"],
-                why=p["why"],
-                on_frontier=bool(p.get("on_frontier", False)),
-                time_s=Estimate(**p["time_s"]),
-                cost_usd=Estimate(**p["cost_usd"]),
-                roles=tuple(RoleAllocation(**a) for a in p["roles"]),
-            )
-            for p in raw["plans"]
-        )
-        return PlanSet(
-            descriptor=raw["descriptor"],
-            created_at=raw["created_at"],
-            budget_usd=_finite(inputs["budget_usd"], "inputs.budget_usd", path),
-            deadline_s=None if inputs["deadline_s"] is None else _finite(inputs["deadline_s"], "inputs.deadline_s", path),
-            scale=float(inputs["scale"]),
-            profile_digest=inputs["profile_digest"],
-            catalog_source=inputs["catalog_source"],
-            catalog_fetched_at=inputs["catalog_fetched_at"],
-            market=inputs["market"],
-            regions=tuple(inputs["regions"]),
-            output_gb=_finite(inputs.get("output_gb", 0.0), "inputs.output_gb", path, minimum=0.0),
-            plans=plans,
-        )
-    except UsageError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raw = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda name: float(name))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UsageError(f"{path}: not a valid plans file ({type(exc).__name__}: {exc}); run 'd2c recommend' again") from None
+    f = _Fields(path)
+    if not isinstance(raw, dict):
+        raise f.fail("(top level)", "must be a JSON object")
+    if raw.get("version") != PLANS_VERSION:
+        raise UsageError(f"{path}: version {raw.get('version')!r} is not supported (expected {PLANS_VERSION}); run 'd2c recommend' again")
+    inputs = f.get(raw, "inputs", "")
+    deadline = f.get(inputs, "deadline_s", "inputs")
+    plans = tuple(_plan(f, p, f"plans[{i}]") for i, p in enumerate(f.items(f.get(raw, "plans", ""), "plans")))
+    ranks = [p.rank for p in plans]
+    for index, rank in enumerate(ranks):
+        if rank in ranks[:index]:
+            raise f.fail(f"plans[{index}].rank", f"rank {rank} appears twice")
+    regions = f.get(inputs, "regions", "inputs")
+    if not isinstance(regions, list):
+        raise f.fail("inputs.regions", "must be a list of region codes")
+    return PlanSet(
+        descriptor=f.text(f.get(raw, "descriptor", ""), "descriptor"),
+        created_at=f.text(f.get(raw, "created_at", ""), "created_at"),
+        budget_usd=f.amount(f.get(inputs, "budget_usd", "inputs"), "inputs.budget_usd"),
+        deadline_s=None if deadline is None else f.amount(deadline, "inputs.deadline_s"),
+        scale=f.amount(f.get(inputs, "scale", "inputs"), "inputs.scale"),
+        profile_digest=f.text(f.get(inputs, "profile_digest", "inputs"), "inputs.profile_digest"),
+        catalog_source=f.text(f.get(inputs, "catalog_source", "inputs"), "inputs.catalog_source"),
+        catalog_fetched_at=f.text(f.get(inputs, "catalog_fetched_at", "inputs"), "inputs.catalog_fetched_at"),
+        market=f.choice(f.get(inputs, "market", "inputs"), "inputs.market", PLAN_MARKETS),
+        regions=tuple(f.region(r, f"inputs.regions[{i}]") for i, r in enumerate(regions)),
+        output_gb=f.amount(inputs.get("output_gb", 0.0), "inputs.output_gb", zero_ok=True),
+        plans=plans,
+    )

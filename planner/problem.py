@@ -13,13 +13,26 @@ Semantics (the model both solve exactly):
   largest the model predicts at that level or above (exact for models whose per-worker memory
   does not grow with the worker count, conservative otherwise). Together these make a bigger
   fleet never slower and never short of memory, which keeps the pruning below exact.
-* **Memory.** Every host must hold ``MEMORY_HEADROOM`` (1.10) times its predicted peak RSS: its
-  workers times the per-worker peak, plus the master's peak on hosts of a role that runs the
-  master (each host of a single-role app is sized as if it ran the master too). Fleets that fit
-  run in the model's in-memory regime, so the runtime is not asked for a spilling one.
+* **Levels are exact.** A fleet's capacity lies in exactly one level: the program bounds it from
+  below (``units_k``) *and* above (``upper_k``), so a fleet past the model's fastest point (USL,
+  Ernest) is never chosen and never left without a level.
+* **Memory.** Every host must hold ``MEMORY_HEADROOM`` (1.10) times its predicted peak RSS plus
+  ``HOST_OVERHEAD_MB`` (the OS and d2c's own agent): its workers (ranks) times the per-worker
+  peak, plus the master's peak on the host that runs the master (each host of a single-role app
+  is sized as if it ran the master too). Fleets that fit run in the model's in-memory regime, so
+  the runtime is not asked for a spilling one.
 * **Roles.** One working role (the worker role, or the master role when it is the only role)
-  whose instances may mix types unless homogeneous, and optionally a separate master role of
-  exactly one instance that runs no workers. A plan stays in one region and one market.
+  whose instances may mix up to ``max_types`` types, and optionally a separate master role of
+  exactly one instance. The master host gets ranks too (one per vCPU, in the MPI hostfile and
+  ``D2C_WORKER_COUNT``), so its speed counts in the fleet's capacity and its memory holds its
+  ranks besides the master process. Burstable types never serve as the master: the master
+  coordinates the whole run, and a throttled master slows every worker. A plan stays in one
+  region and one market.
+* **Balance.** ``static`` (a fixed domain decomposition, most MPI codes): the slowest rank sets
+  the pace, so a fleet's capacity is its rank count times the slowest rank's speed; the plan
+  keeps every host (master included) in one family, where every rank has the same speed, so
+  the summed capacity is exactly that. ``dynamic`` (a work queue): capacity is the sum of every
+  rank's speed, and families may mix.
 * **Cost and time** follow ``planner.billing``: each instance's p50 (p90) cost is its billing at
   the level's p50 (p90) runtime; the plan's time is the slowest type's time.
 * **Dominance.** Within a region and market, a type that another type matches or beats on
@@ -40,6 +53,9 @@ from profiler.prediction import RuntimePredictor
 
 LEVEL_RATIO = 1.02
 MEMORY_HEADROOM = 1.10
+HOST_OVERHEAD_MB = 512.0
+"""Memory the OS and d2c's agent (watchdog, dead-man timer, SSH) hold on every host, about 0.5 GiB."""
+BALANCES = ("static", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,8 @@ class Levels:
     t90: np.ndarray
     worker_mb: np.ndarray
     master_mb: np.ndarray
+    capped: bool = False
+    """The grid stops at the model's fastest point before the largest fleet's capacity."""
 
     @property
     def units(self) -> np.ndarray:
@@ -102,6 +120,7 @@ def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_un
     t50 = np.array([e.p50 for e in estimates], dtype=float)
     t90 = np.maximum(np.array([e.p90 for e in estimates], dtype=float), t50)
     top = max(int(np.argmin(t50)), int(np.argmin(t90))) + 1
+    capped = top < len(workers)
     bounds, workers, t50, t90 = bounds[: top + 1], workers[:top], t50[:top], t90[:top]
     memory = [predictor.memory(scale, float(w)) for w in workers]
     worker_mb = np.array([m.per_worker_mb for m in memory], dtype=float)
@@ -113,6 +132,7 @@ def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_un
         t90=np.minimum.accumulate(t90),
         worker_mb=suffix_max(worker_mb),
         master_mb=suffix_max(master_mb),
+        capped=capped,
     )
 
 
@@ -152,8 +172,19 @@ class Subproblem:
     fixed90: np.ndarray
     quota_vcpus: float | None = None
     max_instances: int | None = None
-    homogeneous: bool = False
+    max_types: int | None = None
+    """Most worker types in one plan; None: any number."""
+    balance: str = "dynamic"
     lower_bounds: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def one_family(self) -> bool:
+        """Every host of a plan in one family (static balance)."""
+        return self.balance == "static"
+
+    def master_cap(self, master: int | None) -> int:
+        """Capacity units the master host adds (0 without one)."""
+        return 0 if master is None or self.master is None else int(self.master.cap[master])
 
 
 @dataclass(frozen=True)
@@ -182,12 +213,18 @@ def _group_arrays(group: RoleGroup, cands: list[Candidate], levels: Levels, rule
         cands=tuple(cands),
         cap=np.array([c.capacity_units if group.works else 0 for c in cands], dtype=np.int64),
         vcpus=np.array([c.vcpus for c in cands], dtype=float),
-        fits=MEMORY_HEADROOM * need <= mem[:, None],
+        fits=MEMORY_HEADROOM * need + HOST_OVERHEAD_MB <= mem[:, None],
         cost50=instance_usd(price[:, None], levels.t50[None, :], rate, role_rules),
         cost90=instance_usd(price[:, None], levels.t90[None, :], rate, role_rules),
         time50=plan_seconds(levels.t50[None, :], rate, rules),
         time90=plan_seconds(levels.t90[None, :], rate, rules),
     )
+
+
+def burstable(family: str) -> bool:
+    """T2, T3, T3a and T4g earn and spend CPU credits instead of running at full speed
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/burstable-performance-instances.html)."""
+    return len(family) >= 2 and family[0] == "t" and family[1].isdigit()
 
 
 def _with_ebs(rules: BillingRules, ebs_gb: float) -> BillingRules:
@@ -196,17 +233,27 @@ def _with_ebs(rules: BillingRules, ebs_gb: float) -> BillingRules:
     return replace(rules, ebs_gb=ebs_gb)
 
 
-def undominated(group: GroupArrays, levels: Levels, use_vcpus: bool) -> np.ndarray:
-    """Mask of candidates no other candidate of the group dominates (module docstring)."""
+def undominated(group: GroupArrays, levels: Levels, use_vcpus: bool, same_family: bool = False) -> np.ndarray:
+    """Mask of candidates no other candidate of the group dominates (module docstring).
+
+    With ``same_family`` (static balance) only a type of the same family can dominate: swapping
+    across families could break the one-family rule.
+    """
     n = len(group.cands)
     if n <= 1:
         return np.ones(n, dtype=bool)
     price = np.array([c.price_usd_h for c in group.cands])
     rate = np.array([c.rate_per_s for c in group.cands])
-    mem = np.array([c.memory_mb for c in group.cands]) / MEMORY_HEADROOM
+    mem = (np.array([c.memory_mb for c in group.cands]) - HOST_OVERHEAD_MB) / MEMORY_HEADROOM
     wpi = np.array([c.workers_per_instance for c in group.cands], dtype=float)
     le = lambda a: a[:, None] <= a[None, :]  # noqa: E731 - [i, j]: i's value <= j's
-    better = le(price) & le(rate) & (group.cap[:, None] >= group.cap[None, :])
+    # Past the fastest point a fleet has no level, so a bigger type can only stand in for an
+    # equal one there; otherwise more capacity is never worse (a higher level is never slower).
+    more = group.cap[:, None] == group.cap[None, :] if levels.capped else group.cap[:, None] >= group.cap[None, :]
+    better = le(price) & le(rate) & more
+    if same_family:
+        family = np.array([c.offer.family for c in group.cands])
+        better &= family[:, None] == family[None, :]
     if use_vcpus:
         better &= le(group.vcpus)
     if not group.role.works:
@@ -233,11 +280,14 @@ def _subset(group: GroupArrays, mask: np.ndarray) -> GroupArrays:
     )
 
 
-def capacity_range(candidates: list[Candidate], workers: RoleGroup, max_instances: int | None) -> tuple[int, int]:
+def capacity_range(
+    candidates: list[Candidate], workers: RoleGroup, max_instances: int | None, master: RoleGroup | None = None
+) -> tuple[int, int]:
     """Smallest and largest capacity (units) any fleet of these candidates can have."""
     caps = [c.capacity_units for c in candidates]
     most = workers.max_count if max_instances is None else min(workers.max_count, max_instances)
-    return min(caps), max(caps) * max(most, 1)
+    hosts = max(most, 1) + (1 if master is not None and master.works else 0)
+    return min(caps), max(caps) * hosts
 
 
 def build_subproblems(
@@ -250,9 +300,16 @@ def build_subproblems(
     quotas: dict[str, dict[str, float]] | None = None,
     max_instances: int | None = None,
     homogeneous: bool = False,
+    max_types: int | None = None,
+    balance: str = "dynamic",
     prune: bool = True,
 ) -> list[Subproblem]:
-    """Group the candidates by (region, market), price them on every level and prune dominated ones."""
+    """Group the candidates by (region, market), price them on every level and prune dominated ones.
+
+    ``homogeneous`` is ``max_types=1``. Burstable types are left out of the master role.
+    """
+    if homogeneous:
+        max_types = 1
     by_key: dict[tuple[str, str], list[Candidate]] = {}
     for cand in candidates:
         by_key.setdefault((cand.region, cand.market), []).append(cand)
@@ -266,8 +323,10 @@ def build_subproblems(
                 continue
             arrays = _group_arrays(group, cands, levels, rules)
             keep = arrays.fits.any(axis=1)
+            if group is master:
+                keep &= np.array([not burstable(c.offer.family) for c in cands], dtype=bool)
             if prune:
-                keep &= undominated(arrays, levels, quota is not None)
+                keep &= undominated(arrays, levels, quota is not None, same_family=balance == "static")
             groups.append(_subset(arrays, keep))
         if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
             continue
@@ -275,7 +334,7 @@ def build_subproblems(
             Subproblem(
                 region=region, market=market, levels=levels, workers=groups[0], master=groups[1],
                 fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
-                quota_vcpus=quota, max_instances=max_instances, homogeneous=homogeneous,
+                quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance,
             )
         )
     return subs
@@ -300,9 +359,15 @@ def evaluate(
         return None
     if (sub.master is None) != (master is None):
         return None
-    if sub.homogeneous and len(counts) > 1:
+    if sub.max_types is not None and len(counts) > sub.max_types:
         return None
-    k = sub.levels.index(sum(int(workers.cap[i]) * n for i, n in counts.items()))
+    if sub.one_family:
+        families = {workers.cands[i].offer.family for i in counts}
+        if master is not None:
+            families.add(sub.master.cands[master].offer.family)
+        if len(families) > 1:
+            return None
+    k = sub.levels.index(sum(int(workers.cap[i]) * n for i, n in counts.items()) + sub.master_cap(master))
     if k < 0:
         return None
     used = [(workers, i, n) for i, n in counts.items()] + ([(sub.master, master, 1)] if master is not None else [])

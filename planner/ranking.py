@@ -18,7 +18,7 @@ cheapest plan that meets them. Each is Pareto-optimal in (p90 time, p50 cost) am
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,22 +42,33 @@ class Found:
     counts: dict[int, int]
     master: int | None
     evaluation: Evaluation
+    also: tuple["Found", ...] = ()
+    """The same worker mix elsewhere (other regions, another master), dearest last."""
+
+    @property
+    def mix(self) -> tuple:
+        """What makes two plans distinct: the market and the worker types used."""
+        return (self.sub.market, tuple(sorted(self.sub.workers.cands[i].instance_type for i, n in self.counts.items() if n > 0)))
 
     @property
     def solution_key(self) -> frozenset:
         """The used types, as the integer program's no-good cuts name them."""
-        used = {("w", i) for i, n in self.counts.items() if n > 0}
-        return frozenset(used | ({("m", self.master)} if self.master is not None else set()))
+        return frozenset(("w", i) for i, n in self.counts.items() if n > 0)
 
     @property
     def fleet(self) -> tuple:
         """What makes two fleets the same: region, market, counts per type and the master."""
         return (self.sub.region, self.sub.market, tuple(sorted(self.counts.items())), self.master)
 
-    @property
-    def key(self) -> tuple:
-        """What makes two plans distinct: region, market and the types used per role."""
-        return (self.sub.region, self.sub.market, self.solution_key)
+
+
+def distinct(found: list[Found]) -> list[Found]:
+    """One plan per worker mix, the cheapest (first region in name order on a tie), cheapest first;
+    the others with that mix are folded into its ``also``."""
+    groups: dict[tuple, list[Found]] = {}
+    for plan in sorted(found, key=lambda f: (f.evaluation.cost50, f.sub.region)):
+        groups.setdefault(plan.mix, []).append(plan)
+    return [replace(first, also=tuple(rest)) for first, *rest in groups.values()]
 
 
 def lower_bounds(sub: Subproblem, deadline_s: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,17 +77,22 @@ def lower_bounds(sub: Subproblem, deadline_s: float | None) -> tuple[np.ndarray,
     allowed = workers.allowed(deadline_s)
     cap = workers.cap[:, None].astype(float)
     units = levels.units.astype(float)
-    reachable = workers.role.max_count * int(workers.cap.max()) >= levels.units
+    master_cap = 0 if sub.master is None else int(sub.master.cap.max())
+    reachable = workers.role.max_count * int(workers.cap.max()) + master_cap >= levels.units
     parts = []
+    time = np.where(allowed, workers.time90, np.inf).min(axis=0)
+    allowed_m = None if sub.master is None else sub.master.allowed(deadline_s)
     for which in ("cost50", "cost90"):
         ratio = np.where(allowed, getattr(workers, which) / cap, np.inf).min(axis=0)
         fixed = sub.fixed50 if which == "cost50" else sub.fixed90
-        parts.append(units * ratio + fixed)
-    time = np.where(allowed, workers.time90, np.inf).min(axis=0)
+        part = units * ratio + fixed
+        if sub.master is not None:
+            # The master's ranks replace workers' capacity at no better than the workers' best rate.
+            with np.errstate(invalid="ignore"):
+                adjusted = getattr(sub.master, which) - ratio[None, :] * sub.master.cap[:, None].astype(float)
+            part = np.where(np.isfinite(ratio), part + np.where(allowed_m, adjusted, np.inf).min(axis=0), np.inf)
+        parts.append(part)
     if sub.master is not None:
-        allowed_m = sub.master.allowed(deadline_s)
-        parts[0] = parts[0] + np.where(allowed_m, sub.master.cost50, np.inf).min(axis=0)
-        parts[1] = parts[1] + np.where(allowed_m, sub.master.cost90, np.inf).min(axis=0)
         time = np.maximum(time, np.where(allowed_m, sub.master.time90, np.inf).min(axis=0))
     lb50, lb90 = (np.where(reachable, p, np.inf) for p in parts)
     return lb50, lb90, np.where(reachable, time, np.inf)
@@ -84,7 +100,7 @@ def lower_bounds(sub: Subproblem, deadline_s: float | None) -> tuple[np.ndarray,
 
 def _evaluated(sub: Subproblem, solution: ilp.Solution, budget_usd: float, deadline_s: float | None) -> Found:
     evaluation = evaluate(sub, solution.counts, solution.master, budget_usd=budget_usd, deadline_s=deadline_s)
-    if evaluation is None or evaluation.level < solution.level:
+    if evaluation is None or evaluation.level != solution.level:
         raise WorkError(f"internal: the solver's plan for {sub.region} {sub.market} does not check out against the model")
     return Found(sub, solution.counts, solution.master, evaluation)
 
@@ -92,17 +108,23 @@ def _evaluated(sub: Subproblem, solution: ilp.Solution, budget_usd: float, deadl
 def best_plans(
     subs: list[Subproblem], *, top: int, budget_usd: float, deadline_s: float | None, solver: str = "highs"
 ) -> list[Found]:
-    """The ``top`` cheapest distinct plans meeting the budget and deadline (p90), cheapest first.
+    """The ``top`` cheapest distinct worker mixes meeting the budget and deadline (p90), cheapest first.
 
     Rounds of a rising cost cap: each round finds, in every region/market whose bound is under
-    the cap, all distinct plans under the cap (at most ``top`` each). Once ``top`` plans are known,
-    every plan cheaper than the ``top``-th has been seen, so the answer is exact. The first cap is
-    the cheapest single-type plan (at least the optimum); tight caps keep the programs small.
+    the cap, all plans with distinct worker mixes under the cap (at most ``top`` each). Once
+    ``top`` mixes are known, every plan cheaper than the ``top``-th has been seen, so the answer is
+    exact: a mix whose cheapest plan is in a region where ``top`` other mixes are cheaper has
+    ``top`` mixes cheaper than it everywhere. The first cap is the cheapest single-type plan (at
+    least the optimum); tight caps keep the programs small. The same mix found in other regions
+    (or with another master) is folded into the plan's ``also``.
     """
     bounds = {id(sub): lower_bounds(sub, deadline_s) for sub in subs}
-    homogeneous = sorted(
-        cost for sub in subs for _, _, _, cost in homogeneous_bests(sub, budget_usd=budget_usd, deadline_s=deadline_s)
-    )
+    single: dict[tuple, float] = {}
+    for sub in subs:
+        for i, _, _, cost in homogeneous_bests(sub, budget_usd=budget_usd, deadline_s=deadline_s):
+            key = (sub.market, (sub.workers.cands[i].instance_type,))
+            single[key] = min(cost, single.get(key, np.inf))
+    homogeneous = sorted(single.values())
     last_cap = homogeneous[top - 1] if len(homogeneous) >= top else budget_usd
     cap = homogeneous[0] if homogeneous else budget_usd
     state = {id(sub): [] for sub in subs}  # the plans found in each, in the order found (cheapest first)
@@ -115,7 +137,8 @@ def best_plans(
             lb50, lb90, _ = bounds[id(sub)]
             mine = state[id(sub)]
             while len(mine) < top:
-                limit = min(cap, found[top - 1].evaluation.cost50) if len(found) >= top else cap
+                ranked = distinct(found)
+                limit = min(cap, ranked[top - 1].evaluation.cost50) if len(ranked) >= top else cap
                 limit = limit * (1 + _TOL) + _TOL
                 window = np.flatnonzero((lb50 <= limit) & (lb90 <= budget_usd * (1 + _TOL)))
                 if window.size == 0:
@@ -128,9 +151,9 @@ def best_plans(
                     break
                 mine.append(_evaluated(sub, solution, budget_usd, deadline_s))
                 found.append(mine[-1])
-                found.sort(key=lambda f: f.evaluation.cost50)
-        if len(found) >= top or cap >= last_cap:
-            return found[:top]
+        ranked = distinct(found)
+        if len(ranked) >= top or cap >= last_cap:
+            return ranked[:top]
         cap = min(last_cap, cap * (1 + growth))
         growth *= 2
 

@@ -18,11 +18,11 @@ from d2c.durations import format_duration
 from d2c.errors import NoPlanError, UsageError
 from planner import ranking
 from planner.billing import BillingRules
-from planner.candidates import Limits, build_candidates, describe_filters
+from planner.candidates import DEFAULT_MAX_TYPES, Limits, build_candidates, describe_filters
 from planner.catalog import Catalog
 from planner.enumeration import homogeneous_bests
-from planner.plans import Plan, PlanSet, RoleAllocation
-from planner.problem import RoleGroup, Subproblem, build_levels, build_subproblems, capacity_range, evaluate
+from planner.plans import Alternative, Plan, PlanSet, RoleAllocation
+from planner.problem import HOST_OVERHEAD_MB, RoleGroup, Subproblem, build_levels, build_subproblems, capacity_range, evaluate
 from profiler.prediction import Estimate, RuntimePredictor
 
 DEFAULT_ROOT_GB = 8.0
@@ -52,9 +52,10 @@ def role_groups(descriptor: Descriptor) -> tuple[RoleGroup, RoleGroup | None]:
         return RoleGroup(master.name, low, high, works=True, hosts_master=True, ebs_gb=_root_gb(master)), None
     worker = others[0]
     low, high = _counts(worker)
+    # The master host runs ranks too (its slots in the hostfile and D2C_WORKER_COUNT), so it works.
     return (
         RoleGroup(worker.name, max(low, 1), high, works=True, hosts_master=False, ebs_gb=_root_gb(worker)),
-        RoleGroup(master.name, 1, 1, works=False, hosts_master=True, ebs_gb=_root_gb(master)),
+        RoleGroup(master.name, 1, 1, works=True, hosts_master=True, ebs_gb=_root_gb(master)),
     )
 
 
@@ -117,24 +118,27 @@ def build_problem(
     candidates = build_candidates(catalog, limits, host_speed)
     if not candidates:
         raise NoPlanError(f"no instance type in the catalog ({catalog.source}) matches {describe_filters(limits)}; widen --regions, --market or --types")
-    lo, hi = capacity_range(candidates, workers, limits.max_instances)
+    lo, hi = capacity_range(candidates, workers, limits.max_instances, master)
     levels = build_levels(predictor, scale, lo, hi)
     subs = build_subproblems(
         candidates, workers, master, levels, rules,
         quotas=catalog.vcpu_quotas, max_instances=limits.max_instances, homogeneous=limits.homogeneous,
+        max_types=limits.max_types or DEFAULT_MAX_TYPES, balance=limits.balance,
     )
     if not subs:
         memory = predictor.memory(scale, lo / 100)
         raise NoPlanError(
             f"no instance type matching {describe_filters(limits)} has the memory for this app "
-            f"({memory.per_worker_mb:.0f} MB per worker, {memory.master_mb:.0f} MB for the master, plus 10% headroom); "
+            f"({memory.per_worker_mb:.0f} MB per worker, {memory.master_mb:.0f} MB for the master, plus 10% headroom "
+            f"and {HOST_OVERHEAD_MB:.0f} MB per host for the OS and d2c); "
             "allow memory-rich families (e.g. --types r7i) or reduce --scale"
         )
     return subs
 
 
-def recommend(subs: list[Subproblem], limits: Limits, *, top: int = 5, solver: str = "cbc") -> Recommendation:
-    """Ranked plans: the ``top`` cheapest distinct plans, then the frontier up to the fastest affordable one."""
+def recommend(subs: list[Subproblem], limits: Limits, *, top: int = 5, solver: str = "highs", points: bool = False) -> Recommendation:
+    """Ranked plans: the ``top`` cheapest distinct worker mixes, then the frontier up to the fastest
+    affordable one. ``points``: also every type's cheapest single-type plan, for the plot."""
     budget, deadline = limits.budget_usd, limits.deadline_s
     best = ranking.best_plans(subs, top=top, budget_usd=budget, deadline_s=deadline, solver=solver)
     if not best:
@@ -147,13 +151,15 @@ def recommend(subs: list[Subproblem], limits: Limits, *, top: int = 5, solver: s
     for rank, found in enumerate(ordered, start=1):
         why = _why(rank, found, best[0], fastest, limits, ranked_by_cost=rank <= len(best))
         plans.append(to_plan(found, rank, why, found.fleet in frontier_fleets))
-    points = []
+    if not points:
+        return Recommendation(plans=tuple(plans))
+    plot_points = []
     for sub in subs:
         for i, count, master, _ in homogeneous_bests(sub, budget_usd=budget, deadline_s=None):
             evaluation = evaluate(sub, {i: count}, master, budget_usd=budget, deadline_s=None)
             if evaluation is not None:
-                points.append((float(evaluation.time90), float(evaluation.cost50)))
-    return Recommendation(plans=tuple(plans), points=tuple(points))
+                plot_points.append((float(evaluation.time90), float(evaluation.cost50)))
+    return Recommendation(plans=tuple(plans), points=tuple(plot_points))
 
 
 def _money(value: float) -> str:
@@ -195,6 +201,11 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
         cost_usd=Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4)),
         why=why,
         on_frontier=on_frontier,
+        also_in=tuple(
+            Alternative(other.sub.region, Estimate(p50=round(float(other.evaluation.cost50), 4), p90=round(float(other.evaluation.cost90), 4)))
+            for other in found.also
+            if other.sub.region != sub.region
+        ),
     )
 
 
@@ -207,7 +218,7 @@ def _allocation(role: str, cand, count: int) -> RoleAllocation:
     )
 
 
-def explain_no_plan(subs: list[Subproblem], limits: Limits, solver: str = "cbc") -> str:
+def explain_no_plan(subs: list[Subproblem], limits: Limits, solver: str = "highs") -> str:
     """Which limit binds and by how much, e.g. "the cheapest plan that meets 3h costs $73.40, …"."""
     budget, deadline = limits.budget_usd, limits.deadline_s
     money = _money(budget)

@@ -206,6 +206,8 @@ class FittedModel:
     """Why runs were left out of the in-memory fit, one line each."""
     noise: float = 0.0
     """Pooled relative spread (sd of ln wall) between repeats of a point; 0 without repeats."""
+    margin: float = 0.0
+    """How far above the best score the chosen (simplest) candidate's score may be."""
     spill_slowdown: float = SPILL_SLOWDOWN
     usable_memory_fraction: float = USABLE_MEMORY_FRACTION
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
@@ -308,6 +310,7 @@ class FittedModel:
             "measured": self.measured.to_dict(),
             "excluded": list(self.excluded),
             "noise": self.noise,
+            "margin": self.margin,
             "memory": {"per_worker_mb": list(self.memory_model.per_worker), "master_mb": list(self.memory_model.master)},
             "spill": {"usable_memory_fraction": self.usable_memory_fraction, "slowdown": self.spill_slowdown},
         }
@@ -365,6 +368,7 @@ class FittedModel:
             measured=MeasuredRange.from_dict(data["measured"]),
             excluded=tuple(str(x) for x in data.get("excluded", ())),
             noise=_finite(data.get("noise", 0.0), "model.noise"),
+            margin=_finite(data.get("margin", 0.0), "model.margin"),
             spill_slowdown=slowdown,
             usable_memory_fraction=usable,
         )
@@ -772,6 +776,7 @@ for quick progress figures). Raises UsageError (naming the runs to add) when the
         measured=measured,
         excluded=tuple(excluded),
         noise=noise,
+        margin=margin,
     )
 
 

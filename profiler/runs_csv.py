@@ -24,6 +24,18 @@ from profiler.runs import RunRecord
 REQUIRED = ("scale", "workers", "wall_s")
 OPTIONAL = ("instance_type", "count", "peak_rss_mb", "input_mb", "repeat")
 
+LIMITS = {
+    "scale": 1e6,
+    "workers": 1e6,
+    "wall_s": 365 * 24 * 3600.0,
+    "count": 1000,
+    "peak_rss_mb": 64 * 1024 * 1024.0,
+    "input_mb": 1e9,
+    "repeat": 1000,
+}
+"""The largest value each column may hold: far above any real run (a million workers, a year of
+wall time, 64 TiB per worker), low enough that a typo such as 10^20 workers is refused, not fitted."""
+
 InstanceFacts = Mapping[str, tuple]
 """Instance type -> (family, arch, vcpus, memory MB); the memory may be left out."""
 
@@ -81,6 +93,8 @@ def _number(path: Path, line: int, row: dict[str, str], column: str, *, required
         raise UsageError(f"{path}: line {line}: {column} is {text}; give a finite number")
     if value < 0 or (value == 0 and column in ("scale", "workers", "wall_s", "count")):
         raise UsageError(f"{path}: line {line}: {column} = {text} must be positive")
+    if value > LIMITS[column]:
+        raise UsageError(f"{path}: line {line}: {column} = {text} is above the largest plausible value {LIMITS[column]:g}; check the row")
     if whole and value != int(value):
         raise UsageError(f"{path}: line {line}: {column} = {text} must be a whole number")
     return value

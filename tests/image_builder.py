@@ -10,6 +10,7 @@ Knobs plant one problem each (static address, device-name fstab, 32-bit binaries
 from __future__ import annotations
 
 import base64
+import gzip
 import os
 import random
 import subprocess
@@ -39,6 +40,11 @@ class Guest:
     grub: bool = True
     serial_console: bool = False
     payload_mib: int = 0
+    dhcp_client: bool = True
+    netplan_unmatched: bool = False
+    """netplan ``enp0s3: {dhcp4: true}`` without ``match`` (Ubuntu Server's installer default; with ``netplan_static=False``)."""
+    grub_root_device: bool = False
+    """``root=/dev/sda1`` on grub.cfg's kernel line and ``GRUB_DISABLE_LINUX_UUID=true``."""
     extra_files: tuple[tuple[str, str], ...] = ()
     """``(path under the root, text)`` of further files to plant, e.g. one with a hostile name."""
 
@@ -46,6 +52,19 @@ class Guest:
 def _elf(bits: int) -> bytes:
     machine = 0x3E if bits == 64 else 0x03
     return b"\x7fELF" + bytes([2 if bits == 64 else 1, 1, 1]) + bytes(9) + (2).to_bytes(2, "little") + machine.to_bytes(2, "little") + bytes(44)
+
+
+def newc_archive(members: list[tuple[str, bytes]]) -> bytes:
+    """A cpio archive in the kernel's ``newc`` format holding ``(path, data)`` regular files and the trailer."""
+    out = bytearray()
+    for ino, (name, data) in enumerate([*members, ("TRAILER!!!", b"")], start=1):
+        encoded = name.encode() + b"\0"
+        mode = 0o100644 if name != "TRAILER!!!" else 0
+        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
+        out += b"070701" + "".join(f"{f:08x}" for f in fields).encode() + encoded
+        out += bytes(-len(out) % 4)
+        out += data + bytes(-len(data) % 4)
+    return bytes(out)
 
 
 def _put(root: Path, rel: str, text: str | bytes, mode: int = 0o644) -> None:
@@ -88,9 +107,14 @@ def build_tree(root: Path, guest: Guest, *, root_device: str = "/dev/sda1") -> P
         _put(root, "etc/netplan/00-installer-config.yaml",
              "network:\n  version: 2\n  ethernets:\n    enp0s3:\n      addresses: [192.168.56.10/24]\n"
              "      routes:\n        - to: default\n          via: 192.168.56.1\n      nameservers:\n        addresses: [192.168.56.1]\n")
-    elif not guest.ifupdown_static:
+    elif guest.netplan_unmatched:
         _put(root, "etc/netplan/00-installer-config.yaml", "network:\n  version: 2\n  ethernets:\n    enp0s3:\n      dhcp4: true\n")
+    elif not guest.ifupdown_static:
+        _put(root, "etc/netplan/50-cloud-init.yaml", "network:\n  version: 2\n  ethernets:\n    primary:\n      match:\n        name: e*\n      dhcp4: true\n")
     if guest.ifupdown_static:
+        _put(root, "usr/sbin/ifup", _elf(guest.bits), 0o755)
+        if guest.dhcp_client:
+            _put(root, "usr/sbin/dhclient", _elf(guest.bits), 0o755)
         _put(root, "etc/network/interfaces",
              "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n    address 192.168.56.10\n"
              "    netmask 255.255.255.0\n    gateway 192.168.56.1\n")
@@ -101,8 +125,9 @@ def build_tree(root: Path, guest: Guest, *, root_device: str = "/dev/sda1") -> P
     _put(root, "usr/sbin/sshd", _elf(guest.bits), 0o755)
     _put(root, "usr/lib/systemd/system/ssh.service", "[Unit]\nDescription=OpenBSD Secure Shell server\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n")
     wants = root / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
     if guest.ssh_enabled:
+        wants.mkdir()
         os.symlink("/lib/systemd/system/ssh.service", wants / "ssh.service")
     passwd = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
     if guest.login_user:
@@ -117,11 +142,12 @@ def build_tree(root: Path, guest: Guest, *, root_device: str = "/dev/sda1") -> P
         _put(root, "usr/bin/cloud-init", "#!/usr/bin/python3\n", 0o755)
     if guest.grub:
         console = " console=ttyS0" if guest.serial_console else ""
+        root_arg = root_device if guest.grub_root_device else f"UUID={ROOT_UUID}"
         _put(root, "boot/grub/grub.cfg",
              "set default=0\nset timeout=5\nmenuentry 'Ubuntu' {\n\tinsmod ext2\n"
-             f"\tlinux\t/boot/vmlinuz-{KERNEL} root=UUID={ROOT_UUID} ro quiet splash{console}\n"
+             f"\tlinux\t/boot/vmlinuz-{KERNEL} root={root_arg} ro quiet splash{console}\n"
              f"\tinitrd\t/boot/initrd.img-{KERNEL}\n}}\n")
-        _put(root, "etc/default/grub", f'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX="{console.strip()}"\n')
+        _put(root, "etc/default/grub", f'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX="{console.strip()}"\n' + ("GRUB_DISABLE_LINUX_UUID=true\n" if guest.grub_root_device else ""))
     _put(root, f"boot/vmlinuz-{KERNEL}", b"MZ" + bytes(510))
     if guest.payload_mib:
         _write_payload(root / "srv/payload.bin", guest.payload_mib)
@@ -130,6 +156,8 @@ def build_tree(root: Path, guest: Guest, *, root_device: str = "/dev/sda1") -> P
     if guest.ena:
         _put(root, f"usr/lib/modules/{KERNEL}/kernel/drivers/net/ethernet/amazon/ena/ena.ko", _elf(guest.bits))
     _put(root, f"usr/lib/modules/{KERNEL}/modules.builtin", "kernel/drivers/ata/libata.ko\n")
+    early = [(f"usr/lib/modules/{KERNEL}/kernel/drivers/nvme/host/nvme.ko", _elf(guest.bits))] if guest.nvme else []
+    _put(root, f"boot/initrd.img-{KERNEL}", newc_archive([("kernel/x86/microcode/GenuineIntel.bin", b"")]) + gzip.compress(newc_archive([("init", b"#!/bin/sh\n"), *early]), mtime=0))
     for rel, text in guest.extra_files:
         _put(root, rel, text)
     return root

@@ -17,7 +17,8 @@ from botocore.stub import Stubber
 
 from d2c.aws import client
 from d2c.errors import UsageError
-from planner.catalog_api import fetch_api_catalog, on_demand_price, price_filters
+from planner.catalog.api import fetch_api_catalog, on_demand_price, price_filters
+from planner.catalog.store import load_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -155,5 +156,5 @@ def test_cli_refresh_from_the_api_without_credentials_falls_back_and_exits_2(tmp
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2
     lines = done.stderr.splitlines()
-    assert lines[0].startswith("catalog not refreshed; using the catalog already here: on-demand prices from 2026-01-19")
+    assert lines[0].startswith(f"catalog not refreshed; using the catalog already here: on-demand prices from {load_snapshot().fetched_at:%Y-%m-%d}")
     assert lines[-1] == "error: reading the price list API: no AWS credentials found; use '--source bulk', or run 'aws configure'"

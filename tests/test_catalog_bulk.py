@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import pytest
 
 from d2c.errors import UsageError
-from planner.catalog_bulk import fetch_bulk_catalog
-from planner.catalog_cache import load_cache, save_cache
-from planner.catalog_store import current_catalog, refresh
+from planner.catalog.bulk import fetch_bulk_catalog
+from planner.catalog.cache import load_cache, save_cache
+from planner.catalog.store import current_catalog, load_snapshot, refresh
 from tests.fixtures.catalog_servers import offer_csv, offer_row
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_refresh_that_fails_half_way_leaves_the_cache_as_it_was(bulk_offer_serve
 
 
 def bulk_offer_server_cache_bytes() -> bytes:
-    from planner.catalog_cache import cache_path
+    from planner.catalog.cache import cache_path
 
     return cache_path().read_bytes()
 
@@ -107,9 +107,9 @@ def test_cli_refresh_without_network_keeps_the_catalog_and_says_so(monkeypatch, 
     save_cache(current_catalog().select(regions=["eu-west-1"]))
     done = subprocess.run([sys.executable, "-m", "d2c", "catalog", "refresh", "--regions", "eu-west-1", "--source", "bulk"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "warning: catalog not refreshed: reading the bulk offer region index: cannot reach" in done.stderr
-    assert "using the catalog already here: on-demand prices from 2026-01-19" in done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "error: catalog not refreshed: reading the bulk offer region index: cannot reach" in done.stderr
+    assert f"falling back to the catalog already here: on-demand prices from {load_snapshot().fetched_at:%Y-%m-%d}" in done.stderr
     assert "Traceback" not in done.stderr
     assert load_cache().regions() == ["eu-west-1"]
 

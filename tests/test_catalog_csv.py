@@ -11,8 +11,8 @@ import pytest
 
 from d2c.errors import UsageError
 from planner.catalog import Catalog, InstanceOffer
-from planner.catalog_cache import cache_path
-from planner.catalog_csv import read_catalog_csv, write_catalog_csv
+from planner.catalog.cache import cache_path
+from planner.catalog.csvfile import read_catalog_csv, write_catalog_csv
 
 HEADER = "instance_type,region,vcpus,memory_gib,on_demand_usd_h,spot_usd_h,fetched_at\n"
 

@@ -9,9 +9,9 @@ import pytest
 
 from d2c.errors import UsageError
 from planner.catalog import Catalog, InstanceOffer
-from planner.catalog_cache import cache_path, load_cache, save_cache
+from planner.catalog.cache import cache_path, load_cache, save_cache
 from d2c.durations import parse_duration
-from planner.catalog_store import current_catalog, describe_age, load_snapshot, merge_into_cache
+from planner.catalog.store import current_catalog, describe_age, load_snapshot, merge_into_cache
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -28,8 +28,10 @@ def bulk_catalog(fetched_at, spot_at=None, region="us-east-1"):
 def test_without_a_cache_the_snapshot_is_used_and_says_so():
     catalog = current_catalog()
     assert catalog.source == "snapshot"
-    assert describe_age(catalog, now=NOW) == (
-        "on-demand prices from 2026-01-19 (310 days old, snapshot bundled with d2c); "
+    later = catalog.fetched_at + timedelta(days=10, hours=1)
+    assert describe_age(catalog, now=later) == (
+        f"on-demand prices from {catalog.fetched_at:%Y-%m-%d} (10 days old, snapshot bundled with d2c, from "
+        "skypilot-org/skypilot-catalog catalogs/v8/aws/vms.csv @ 00148f2af367); "
         "no current spot prices, so only on-demand plans; run 'd2c catalog refresh' for current prices"
     )
 
@@ -72,7 +74,8 @@ def test_regions_filter_and_unknown_region():
     assert catalog.regions() == ["eu-west-1"]
     with pytest.raises(UsageError) as caught:
         current_catalog(regions=["us-east-1", "sa-east-1"])
-    assert str(caught.value).startswith("unknown region 'sa-east-1': the catalog (snapshot bundled with d2c) covers ap-southeast-1, ")
+    assert str(caught.value).startswith("unknown region 'sa-east-1': the catalog (snapshot bundled with d2c, from skypilot-org/")
+    assert "covers af-south-1, ap-east-1, " in str(caught.value)
     assert "d2c catalog refresh --regions sa-east-1" in str(caught.value)
 
 
@@ -120,14 +123,14 @@ def test_show_prints_a_table_with_the_age_on_stderr():
     result = CliRunner().invoke(cli, ["catalog", "show", "--region", "eu-central-1", "--family", "m7g", "--min-memory", "64"])
     assert result.exit_code == 0, result.output
     assert "m7g.16xlarge" in result.stdout and "m7g.metal" in result.stdout and "m7g.large" not in result.stdout
-    assert "0.7824" in result.stdout  # m7g.8xlarge: 16 times the 0.0978 of m7g.large in eu-central-1
+    assert "1.5642" in result.stdout  # m7g.8xlarge in eu-central-1, as published
     assert "snapshot bundled with d2c" in result.stderr
     empty = CliRunner().invoke(cli, ["catalog", "show", "--family", "x9z"])
     assert empty.exit_code == 0 and "no instance type matches these filters" in empty.stderr
 
 
 def test_importing_one_region_keeps_the_bundled_regions(tmp_path):
-    from planner.catalog_store import import_catalog
+    from planner.catalog.store import import_catalog
 
     price_list = tmp_path / "negotiated.csv"
     price_list.write_text(

@@ -49,7 +49,7 @@ def test_gpt_disk_with_an_efi_partition_boots_uefi(ubuntu_gpt_ova):
         ("no-nvme", dict(guest=Guest(nvme=False)), "NVMe driver", "fail", "NVMe devices"),
         ("no-grub", dict(guest=Guest(grub=False)), "boot loader", "fail", "no GRUB configuration"),
         ("small", dict(fs_mib=64), "free space", "fail", "EC2 needs 250 MiB"),
-        ("ifupdown", dict(guest=Guest(netplan_static=False, ifupdown_static=True)), "network (DHCP)", "fix", "eth0 is static"),
+        ("ifupdown", dict(guest=Guest(netplan_static=False, ifupdown_static=True)), "network (DHCP)", "fix", "ifupdown binds eth0"),
         ("clean", dict(guest=Guest(fstab_by_device=False, netplan_static=False, persistent_net=False, serial_console=True, cloud_init=True)), "fstab", "pass", "UUID"),
     ],
 )

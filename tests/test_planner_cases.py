@@ -22,7 +22,7 @@ NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PLAIN = BillingRules(boot_setup_s=180.0, ebs_gb=0.0, egress_gb=0.0, image_gb=0.0)
 """Only instance time is billed, so expected costs are easy to work out by hand."""
 SINGLE = (RoleGroup("app", 1, 64, works=True, hosts_master=True), None)
-MASTER_WORKERS = (RoleGroup("worker", 1, 64, works=True, hosts_master=False), RoleGroup("master", 1, 1, works=False, hosts_master=True))
+MASTER_WORKERS = (RoleGroup("worker", 1, 64, works=True, hosts_master=False), RoleGroup("master", 1, 1, works=True, hosts_master=True))
 
 
 def offer(name, vcpus, memory_gib, price, spot=None, arch="x86_64", region="us-east-1", bucket=None):
@@ -117,14 +117,35 @@ def test_homogeneous_flag_keeps_one_type():
     assert mix(best) == {("app", "c5.a", "on-demand"): 3}
 
 
-def test_master_role_gets_one_small_host():
-    offers = [offer("c6i.large", 2, 4, 0.085), offer("c6i.4xlarge", 16, 32, 0.68), offer("r6i.large", 2, 16, 0.126)]
+def test_the_master_is_sized_for_its_ranks_and_the_master_process():
+    offers = [offer("c6i.large", 2, 4, 0.085), offer("r6i.large", 2, 16, 0.126), offer("t3.xlarge", 4, 16, 0.1664)]
     model = AmdahlModel(serial_s=0.0, parallel_s=200_000.0, worker_mb=500.0, master_mb=6000.0)
-    best = plan_with(offers, model, Limits(budget_usd=50, deadline_s=2 * 3600, market="on-demand"), groups=MASTER_WORKERS).plans[0]
-    masters = [a for a in best.roles if a.role == "master"]
-    # 6000 MB + 10 % only fits r6i.large (16 GiB) among the cheap ones; one master, never counted as capacity.
-    assert [(a.instance_type, a.count) for a in masters] == [("r6i.large", 1)]
-    assert sum(a.count for a in best.roles if a.role == "worker") >= 1
+    limits = Limits(budget_usd=50, deadline_s=2 * 3600, market="on-demand", balance="dynamic")
+    best = plan_with(offers, model, limits, groups=MASTER_WORKERS).plans[0]
+    (master,) = [a for a in best.roles if a.role == "master"]
+    # Its 2 ranks x 500 MB + the 6000 MB master, +10 %, + 512 MB for the OS and d2c: 8212 MB, which
+    # c6i.large (4 GiB) cannot hold; t3.xlarge could but is burstable, never the master.
+    assert (master.instance_type, master.count, master.workers_per_instance) == ("r6i.large", 1, 2)
+    workers = sum(a.count * a.workers_per_instance for a in best.roles if a.role == "worker")
+    assert workers >= 1
+    # The master's two ranks count: the fleet's capacity is every slot's, D2C_WORKER_COUNT's sum.
+    speed = lambda a: 0.6 * (1.10 if a.instance_type.startswith("r6i") else 1.12)  # noqa: E731
+    capacity = sum(a.count * a.workers_per_instance * speed(a) for a in best.roles)
+    assert best.time_s.p50 - 180 == pytest.approx(200_000 / capacity, rel=0.021)
+
+
+def test_a_static_mpi_plan_keeps_every_host_in_one_family():
+    # c5 is cheaper per worker, c7i faster; a static decomposition must not mix them.
+    offers = [offer("c5.large", 2, 4, 0.085), offer("c5.2xlarge", 8, 16, 0.34), offer("c7i.large", 2, 4, 0.08925),
+              offer("c7i.2xlarge", 8, 16, 0.357), offer("r6i.large", 2, 16, 0.126)]
+    model = AmdahlModel(serial_s=0.0, parallel_s=300_000.0, worker_mb=500.0, master_mb=1500.0)
+    static = plan_with(offers, model, Limits(budget_usd=50, deadline_s=3 * 3600, market="on-demand"), groups=MASTER_WORKERS, top=5)
+    for plan in static.plans:
+        assert len({a.instance_type.split(".")[0] for a in plan.roles}) == 1, plan.roles
+    dynamic = plan_with(offers, model, Limits(budget_usd=50, deadline_s=3 * 3600, market="on-demand", balance="dynamic"),
+                        groups=MASTER_WORKERS, top=5)
+    assert any(len({a.instance_type.split(".")[0] for a in plan.roles}) > 1 for plan in dynamic.plans)
+    assert dynamic.plans[0].cost_usd.p50 <= static.plans[0].cost_usd.p50
 
 
 def test_ranked_plans_are_distinct_and_ordered():
@@ -195,7 +216,7 @@ def test_plans_json_round_trip(tmp_path):
         "catalog_fetched_at": "2026-01-01T00:00:00+00:00", "market": "any", "regions": ["us-east-1"], "output_gb": 2.5,
     }
     first = raw["plans"][0]
-    assert set(first) == {"rank", "region", "why", "on_frontier", "time_s", "cost_usd", "roles"}
+    assert set(first) == {"rank", "region", "why", "on_frontier", "time_s", "cost_usd", "roles", "also_in"}
     assert set(first["roles"][0]) == {
         "role", "instance_type", "count", "market", "region", "vcpus", "memory_gib", "arch", "price_usd_h", "workers_per_instance",
     }

@@ -13,7 +13,7 @@ import pytest
 from d2c.errors import UsageError
 from d2c.durations import parse_duration
 from planner.catalog import Catalog, InstanceOffer
-from planner.catalog_csv import write_catalog_csv
+from planner.catalog.csvfile import write_catalog_csv
 from planner.plans import load_plans
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

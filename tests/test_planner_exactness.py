@@ -1,10 +1,12 @@
 """The integer program's plans equal brute-force enumeration of the same model.
 
-Random small catalogs (one or two regions, both markets, two to four types), random Amdahl
-models with a memory line, random roles (single-role app or master + workers) and random
-budget, deadline and instance caps: the cheapest plan's cost equals the cheapest fleet found by
-trying every count vector (before and after dominance pruning), and the k-best costs equal the
-k cheapest distinct mixes.
+Random small catalogs (one or two regions, both markets, two to four types), random Amdahl,
+Ernest and USL models (the last two with their fastest point inside or outside the range of
+fleets), random roles (single-role app or master + workers, the master's ranks counted), static
+or dynamic balance, random budget, deadline, instance and type caps: the cheapest plan's cost
+equals the cheapest fleet found by trying every count vector (before and after dominance
+pruning), the k-best costs equal the k cheapest distinct worker mixes, and no case ends in an
+internal error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from planner.candidates import Limits, build_candidates
 from planner.catalog import Catalog, InstanceOffer
 from planner.enumeration import best_distinct, enumerate_fleets
 from planner.problem import RoleGroup, build_levels, build_subproblems, capacity_range
-from tests.fixtures.planner_models import AmdahlModel
+from tests.fixtures.planner_models import AmdahlModel, ErnestModel, UslModel
 
 FAMILIES = [("c5", "x86_64"), ("c6i", "x86_64"), ("c7g", "arm64"), ("m5", "x86_64"), ("t3", "x86_64")]
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -43,24 +45,19 @@ def random_case(seed: int):
             spot = round(price * float(rng.uniform(0.25, 0.7)), 4) if rng.random() < 0.8 else None
             bucket = rng.choice([None, "<5%", ">20%"])
             offers.append(InstanceOffer(f"{family}.s{t}", region, vcpus, memory, arch, price, spot, interruption_bucket=bucket, fetched_at=NOW))
-    model = AmdahlModel(
-        serial_s=float(rng.uniform(10, 600)),
-        parallel_s=float(rng.uniform(2_000, 60_000)),
-        spread=float(rng.uniform(1.0, 1.5)),
-        worker_mb=float(rng.uniform(100, 3000)),
-        split_mb=float(rng.uniform(0, 4000)),
-        master_mb=float(rng.uniform(100, 2000)),
-    )
+    model = random_model(rng)
     if rng.random() < 0.5:
         workers, master = RoleGroup("app", 1, int(rng.integers(1, 6)), works=True, hosts_master=True), None
     else:
         workers = RoleGroup("worker", 1, int(rng.integers(1, 4)), works=True, hosts_master=False)
-        master = RoleGroup("master", 1, 1, works=False, hosts_master=True)
+        master = RoleGroup("master", 1, 1, works=True, hosts_master=True)
     limits = Limits(
         budget_usd=float(rng.choice([0.5, 2.0, 10.0, 50.0])),
         deadline_s=None if rng.random() < 0.3 else float(rng.uniform(600, 20_000)),
         max_instances=None if rng.random() < 0.6 else int(rng.integers(2, 5)),
         homogeneous=bool(rng.random() < 0.2),
+        max_types=None if rng.random() < 0.5 else int(rng.integers(1, 3)),
+        balance=str(rng.choice(["static", "dynamic"])),
         market=str(rng.choice(["any", "on-demand", "spot"])),
     )
     quotas = {"us-east-1": {"on-demand": float(rng.choice([4, 8, 16]))}} if rng.random() < 0.3 else {}
@@ -68,16 +65,41 @@ def random_case(seed: int):
     return catalog, model, workers, master, limits
 
 
+def random_model(rng):
+    """Amdahl (always faster with more workers), or Ernest or USL, whose fastest point lies
+    inside the range of fleets (a few workers) or beyond it."""
+    kind = rng.choice(["amdahl", "ernest", "usl"])
+    spread = float(rng.uniform(1.0, 1.5))
+    worker_mb, master_mb = float(rng.uniform(100, 3000)), float(rng.uniform(100, 2000))
+    if kind == "amdahl":
+        return AmdahlModel(
+            serial_s=float(rng.uniform(10, 600)), parallel_s=float(rng.uniform(2_000, 60_000)), spread=spread,
+            worker_mb=worker_mb, split_mb=float(rng.uniform(0, 4000)), master_mb=master_mb,
+        )
+    parallel_s = float(rng.uniform(2_000, 60_000))
+    fastest_workers = float(rng.choice([1.5, 4.0, 12.0, 400.0]))  # inside the range, or far beyond it
+    if kind == "usl":
+        # USL's T'(w) = 0 at w = sqrt(10 / coherency).
+        return UslModel(serial_s=float(rng.uniform(10, 300)), parallel_s=parallel_s, coherency=10 / fastest_workers**2,
+                        spread=spread, worker_mb=worker_mb, master_mb=master_mb)
+    # Ernest's T'(w) = -b/w^2 + c/w + d = 0 at w: pick d so that happens at fastest_workers.
+    log_s = float(rng.uniform(0, 200))
+    linear_s = max(parallel_s / fastest_workers**2 - log_s / fastest_workers, 1e-6)
+    return ErnestModel(fixed_s=float(rng.uniform(10, 300)), parallel_s=parallel_s, log_s=log_s, linear_s=linear_s,
+                       spread=spread, worker_mb=worker_mb, master_mb=master_mb)
+
+
 def build(catalog, model, workers, master, limits, prune=True, levels=None):
     candidates = build_candidates(catalog, limits)
     if not candidates:
         return [], None
     if levels is None:
-        lo, hi = capacity_range(candidates, workers, limits.max_instances)
+        lo, hi = capacity_range(candidates, workers, limits.max_instances, master)
         levels = build_levels(model, 1.0, lo, hi)
     subs = build_subproblems(
         candidates, workers, master, levels, BillingRules(boot_setup_s=120.0, image_gb=4.0),
-        quotas=catalog.vcpu_quotas, max_instances=limits.max_instances, homogeneous=limits.homogeneous, prune=prune,
+        quotas=catalog.vcpu_quotas, max_instances=limits.max_instances, homogeneous=limits.homogeneous,
+        max_types=limits.max_types, balance=limits.balance, prune=prune,
     )
     return subs, levels
 
@@ -91,7 +113,7 @@ def brute_force(subs, limits, max_count, top):
     return best_distinct(fleets, top)
 
 
-@settings(max_examples=45, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 def test_ilp_matches_brute_force(seed):
     catalog, model, workers, master, limits = random_case(seed)

@@ -12,10 +12,11 @@ import sys
 import click
 
 from d2c import __version__
-from d2c.cli import catalog_cmds, check_cmd, image_cmds, init_cmd, predict_cmd, profile_cmds, recommend_cmd, run_cmds
+from d2c.cli import catalog_cmds, check_cmd, image_cmds, init_cmd, predict_cmd, profile_cmds, recommend_cmd, run_cmds, status_cmd
+from d2c.cli.ui import command as ui_command
 from d2c.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, D2CError
 
-_MODULES = (init_cmd, check_cmd, profile_cmds, predict_cmd, catalog_cmds, recommend_cmd, run_cmds, image_cmds)
+_MODULES = (init_cmd, check_cmd, profile_cmds, predict_cmd, catalog_cmds, recommend_cmd, run_cmds, status_cmd, image_cmds, ui_command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from d2c.cli.output import console, note, print_json, progress
-from d2c.errors import UsageError
+from d2c.errors import UsageError, WorkError
 
 
 @click.group("catalog")
@@ -40,10 +40,10 @@ def _split(values: tuple[str, ...]) -> list[str]:
 def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[str, ...]) -> None:
     """Read current prices and specs into the local cache, with a progress bar.
 
-    Without network or credentials the cached catalog (or the bundled snapshot) stays in use,
-    and this says so.
+    Without network or credentials the cached catalog (or the bundled snapshot) stays in use:
+    this names it and exits 1, so that ``refresh && recommend`` does not plan on old prices.
     """
-    from planner.catalog_store import describe_age, refresh
+    from planner.catalog.store import describe_age, refresh
 
     with progress() as bar:
         tasks: dict[str, int] = {}
@@ -61,9 +61,8 @@ def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[st
         if outcome.bad_input:
             note(f"catalog not refreshed; using the catalog already here: {describe_age(outcome.catalog)}")
             raise UsageError(outcome.problem)
-        note(f"warning: catalog not refreshed: {outcome.problem}")
-        note(f"using the catalog already here: {describe_age(outcome.catalog)}")
-        return
+        note(f"falling back to the catalog already here: {describe_age(outcome.catalog)}")
+        raise WorkError(f"catalog not refreshed: {outcome.problem}")
     regions = outcome.catalog.regions()
     note(f"catalog refreshed: {len(outcome.catalog.offers)} offers in {len(regions)} region{'' if len(regions) == 1 else 's'}")
     note(describe_age(outcome.catalog))
@@ -77,7 +76,7 @@ def refresh_cmd(regions: tuple[str, ...], source: str | None, families: tuple[st
 @click.option("--json", "as_json", is_flag=True, help="Print stable JSON (documented in this module) instead of a table.")
 def show_cmd(regions: tuple[str, ...], families: tuple[str, ...], min_vcpus: int, min_memory: float, as_json: bool) -> None:
     """List instance types with specs and prices."""
-    from planner.catalog_store import current_catalog, describe_age
+    from planner.catalog.store import current_catalog, describe_age
 
     chosen = _split(regions)
     catalog = current_catalog(regions=chosen or None)
@@ -161,7 +160,7 @@ def import_cmd(csv_file: Path) -> None:
 
     Regions in the file replace those regions in the cache; other cached regions stay.
     """
-    from planner.catalog_store import describe_age, import_catalog
+    from planner.catalog.store import describe_age, import_catalog
 
     catalog = import_catalog(csv_file)
     note(f"imported {csv_file}: the catalog now has {len(catalog.offers)} offers in {len(catalog.regions())} regions")
@@ -173,8 +172,8 @@ def import_cmd(csv_file: Path) -> None:
 @click.option("--region", "regions", multiple=True, metavar="R", help="Only this region (repeatable).")
 def export_cmd(csv_file: Path, regions: tuple[str, ...]) -> None:
     """Write the catalog in use to a CSV file in d2c's columns (re-importable)."""
-    from planner.catalog_csv import write_catalog_csv
-    from planner.catalog_store import current_catalog, describe_age
+    from planner.catalog.csvfile import write_catalog_csv
+    from planner.catalog.store import current_catalog, describe_age
 
     catalog = current_catalog(regions=_split(regions) or None)
     note(describe_age(catalog))

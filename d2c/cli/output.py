@@ -32,16 +32,41 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def progress(transient: bool = False):
-    """A rich progress bar for long work; quiet (no bar) when stdout is not a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress(transient: bool = False, *, box_s: float | None = None, status_below: bool = False):
+    """A rich progress bar for long work; quiet (no bar) when stdout is not a terminal.
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
+    The bar keeps its width at 80 columns; the points done show as ``done/planned``. With
+    ``box_s`` the elapsed time reads against the time box (``0:00:12/0:05:00``, which is when
+    the work ends at the latest). With ``status_below`` each task's status text goes on a line
+    of its own under the bars, wrapped at words, instead of squeezing into the bar's row.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    from d2c.durations import format_clock
+
+    class AgainstBox(ProgressColumn):
+        def render(self, task):
+            return Text(f"{format_clock(task.elapsed or 0.0)}/{format_clock(box_s)}", style="progress.elapsed")
+
+    class StatusBelow(Progress):
+        def get_renderables(self):
+            yield self.make_tasks_table(self.tasks)
+            for task in self.tasks:
+                if task.fields.get("status"):
+                    yield Text(f"  {task.fields['status']}")
+
+    columns = [
+        TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        AgainstBox(table_column=Column(no_wrap=True)) if box_s is not None else TimeElapsedColumn(table_column=Column(no_wrap=True)),
+    ]
+    if not status_below:
+        columns.append(TextColumn("{task.fields[status]}", table_column=Column(overflow="fold", ratio=1)))
+    return (StatusBelow if status_below else Progress)(
+        *columns,
         console=console(),
         transient=transient,
         disable=not console().is_terminal,

@@ -31,7 +31,7 @@ from d2c.errors import UsageError
 def lookup_instances(types: Iterable[str]) -> dict[str, tuple[str, str, int, float]]:
     """Instance type -> (family, arch, vcpus, memory MB) from the current catalog; unknown types
     are left out (the caller names them in its error)."""
-    from planner.catalog_store import current_catalog
+    from planner.catalog.store import current_catalog
 
     catalog = current_catalog()
     found = {}

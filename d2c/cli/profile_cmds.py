@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from d2c.durations import parse_duration
+from d2c.durations import format_duration, parse_duration
 from d2c.errors import UsageError
 
 _DEFAULT_PROFILE = Path("profile.json")
@@ -44,12 +44,12 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
 
         if max(spec.workers) > facts.logical_cores:
             note(f"note: profile.workers goes up to {max(spec.workers)} but {host.name} has {facts.logical_cores} cores; those points measure contention, not speed-up")
-        with progress() as bar:
-            task = bar.add_task("profiling", total=len(spec.scales) * len(spec.workers) * spec.repeats, status="")
+        with progress(box_s=box, status_below=True) as bar:
+            task = bar.add_task("profiling", total=len(spec.scales) * len(spec.workers) * spec.repeats, status="starting")
 
             def on_progress(update) -> None:
-                guess = f"full scale ≈ {update.full_scale_estimate_s:.0f} s" if update.full_scale_estimate_s else "full scale: not yet"
-                bar.update(task, completed=update.done, status=f"{update.current} | {guess}")
+                guess = f"full scale ≈ {format_duration(update.full_scale_estimate_s)}" if update.full_scale_estimate_s else "full scale: not yet"
+                bar.update(task, completed=update.done, total=update.planned, status=f"now {update.current} · {guess}")
 
             runs = profile_app(
                 host,
@@ -77,6 +77,39 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
     out.print(f"profiled {len(runs) - len(partial)} runs" + (f" ({len(partial)} partial, killed at the time box)" if partial else "") + f" on {facts.name} ({facts.cpu_model}, speed {facts.speed:g} x c5 core)")
     out.print(f"model {model.name}; full scale {spec.full_scale:g} with {top} workers here: p50 {estimate.p50:.1f} s, p90 {estimate.p90:.1f} s")
     out.print(f"wrote {output} ({result.digest[:19]})")
+    skipped = skipped_points(spec, runs)
+    if skipped:
+        out.print(f"skipped {skipped} — the {max_time} time box ran out before them; raise --max-time to measure them")
+
+
+def skipped_points(spec, runs) -> str:
+    """The planned runs the session did not start, named by point:
+    ``4 of 12 planned runs: scale 0.2 with 1 and 2 workers; a repeat of scale 0.1 with 4 workers``."""
+    started = {(r.scale, r.workers, r.repeat) for r in runs}
+    named, count = [], 0
+    for scale in sorted(set(spec.scales)):
+        never, again = [], []
+        for workers in sorted(set(spec.workers)):
+            left = sum((scale, workers, repeat) not in started for repeat in range(1, spec.repeats + 1))
+            count += left
+            if left:
+                (never if left == spec.repeats else again).append(workers)
+        if never:
+            named.append(f"scale {scale:g} with {_workers(never)}")
+        if again:
+            named.append(f"a repeat of scale {scale:g} with {_workers(again)}")
+    if not count:
+        return ""
+    planned = len(set(spec.scales)) * len(set(spec.workers)) * spec.repeats
+    return f"{count} of {planned} planned runs: {'; '.join(named)}"
+
+
+def _workers(counts: list[int]) -> str:
+    """``1 worker``, ``1 and 2 workers``, ``1, 2 and 4 workers``."""
+    if counts == [1]:
+        return "1 worker"
+    listed = ", ".join(map(str, counts[:-1])) + " and " if len(counts) > 1 else ""
+    return f"{listed}{counts[-1]} workers"
 
 
 def _open_host(descriptor):

@@ -62,14 +62,14 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
     scale = profile.full_scale if scale is None else scale
     region_list = _names(regions)
     if catalog_path is not None:
-        from planner.catalog_csv import read_catalog_csv
+        from planner.catalog.csvfile import read_catalog_csv
 
         catalog = read_catalog_csv(catalog_path)
     else:
-        from planner.catalog_store import current_catalog
+        from planner.catalog.store import current_catalog
 
         catalog = current_catalog(regions=list(region_list) or None)
-    from planner.catalog_store import describe_age
+    from planner.catalog.store import describe_age
 
     note(describe_age(catalog))
     limits = Limits(
@@ -99,7 +99,7 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
     if plot is not None:
         from planner.frontier_plot import write_frontier_plot
 
-        write_frontier_plot(plot, plans.plans, result.points, budget_usd=budget, deadline_s=deadline_s)
+        write_frontier_plot(plot, plans, result.points)
     if as_json:
         from d2c.cli.output import print_json
 

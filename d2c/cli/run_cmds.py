@@ -1,4 +1,4 @@
-"""``d2c run``, ``status``, ``logs``, ``down`` and ``report``: carrying out a plan and looking after runs."""
+"""``d2c run``, ``logs``, ``down`` and ``report``: carrying out a plan and looking after runs (``status``: status_cmd)."""
 
 from __future__ import annotations
 
@@ -34,61 +34,6 @@ def _provider(name: str, *, region: str, connect: str | None, ssh_from: str | No
     )
 
 
-class _TerminalUI:
-    """Progress bars, the master's log and a live line (elapsed, spend, budget left) on the terminal."""
-
-    def __init__(self, simulated: bool):
-        from d2c.cli.output import console, progress
-
-        self.console = console()
-        self.bars = progress()
-        self.tasks: dict[str, int] = {}
-        self.simulated = " (simulated)" if simulated else ""
-        self.live_task = None
-        self.last_plain = 0.0
-
-    def __enter__(self):
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.bars.__exit__(*exc_info)
-
-    def note(self, message: str) -> None:
-        self.bars.console.print(message, markup=False, highlight=False)
-
-    def log_line(self, line: str) -> None:
-        self.bars.console.print(f"  | {line}", markup=False, highlight=False, style="dim")
-
-    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
-        text = f"running {elapsed_s:,.0f} s · spent ${spent_usd:.4f}{self.simulated} · budget left ${budget_left_usd:.4f}"
-        if self.console.is_terminal:
-            if self.live_task is None:
-                self.live_task = self.bars.add_task(text, total=None, status="")
-            self.bars.update(self.live_task, description=text)
-        elif time.monotonic() - self.last_plain > 30:
-            self.last_plain = time.monotonic()
-            self.note(text)
-
-    def progress(self, what: str, done: int, total: int) -> None:
-        if what not in self.tasks:
-            self.tasks[what] = self.bars.add_task(what, total=max(total, 1), status="")
-        self.bars.update(self.tasks[what], completed=done, total=max(total, 1))
-
-    def interrupted(self) -> str:
-        if not sys.stdin.isatty():
-            self.note("interrupted: stopping the run (fetching outputs, then tearing down)")
-            return "stop"
-        self.bars.stop()
-        choice = click.prompt(
-            "Keep the run going without this terminal (detach) or stop it now (stop)?",
-            type=click.Choice(["detach", "stop"]),
-            default="stop",
-        )
-        self.bars.start()
-        return choice
-
-
 def _settings(poll: float | None, profile: Path | None):
     from executor.orchestrator import RunSettings
 
@@ -97,6 +42,27 @@ def _settings(poll: float | None, profile: Path | None):
         options["poll_s"] = poll
         options["states_every_s"] = max(poll * 5, 1.0)
     return RunSettings(profile_path=profile, **options)
+
+
+def _display(planset, plan, settings, simulated: bool, record):
+    """The live display, measuring the run against its plan (a resumed run from its journaled start)."""
+    from d2c.cli.run_display import RunDisplay, run_targets
+
+    started_at = record.created_at if record is not None else time.time()
+    deadline_s = record.deadline_s if record is not None else None
+    return RunDisplay(run_targets(plan, planset, reserve_s=settings.reserve_s, started_at=started_at, deadline_s=deadline_s, simulated=simulated))
+
+
+def _detached_args(plan_rank, plans_path, descriptor_path, provider, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback) -> list[str]:
+    """The ``d2c run`` arguments the background controller of ``--detach`` runs with (already confirmed)."""
+    args = ["run", "--yes", "--provider", provider]
+    args += ["--resume", resume_id] if resume_id else ["--plan", str(plan_rank), "--plans", str(Path(plans_path).resolve())]
+    options = {"-f": descriptor_path and Path(descriptor_path).resolve(), "--connect": connect, "--ssh-from": ssh_from, "--subnet": subnet,
+               "--profile": profile_path and Path(profile_path).resolve(), "--ssh-timeout": ssh_timeout, "--poll": poll}
+    for flag, value in options.items():
+        if value is not None:
+            args += [flag, str(value)]
+    return args + (["--next-plan-on-capacity"] if fallback else [])
 
 
 def _finish(result) -> None:
@@ -129,25 +95,35 @@ def _finish(result) -> None:
 @click.option("--ssh-timeout", type=float, default=None, help="seconds to wait for each host's SSH (default 300)")
 @click.option("--poll", type=float, default=None, help="seconds between looks at the running app (default 2)")
 @click.option("--next-plan-on-capacity", "fallback", is_flag=True, help="if AWS lacks capacity or quota for the plan, try the next-ranked one")
-def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback):
-    """Carry out a plan: provision, upload, run the master, fetch outputs, tear down."""
+@click.option("--allow-concurrent", is_flag=True, help="run beside other runs of this project; outputs go to results/<run>/ instead")
+@click.option("--detach", is_flag=True, help="run in the background: print the run id and return ('d2c logs RUN -f', 'd2c status', 'd2c down RUN' follow it)")
+def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, allow_concurrent, detach):
+    """Carry out a plan: provision, upload, run the master, fetch outputs, tear down.
+
+    Every input (descriptor, plans.json, the plan against the descriptor) is checked before
+    anything is created: no journal, run folder or lock file exists for a refused run.
+    """
     from d2c.descriptor import load_descriptor
     from executor.journal import open_journal
-    from executor.orchestrator import Orchestrator, start_with_fallback
+    from executor.orchestrator import Orchestrator, check_run_input, start_with_fallback
+    from executor.run_lock import acquire_run_lock
     from planner.plans import load_plans
 
-    journal = open_journal()
     if resume_id:
-        record = journal.run(resume_id)
+        record = open_journal(read_only=True).run(resume_id)
         descriptor = load_descriptor(Path(record.descriptor))
         planset = load_plans(Path(record.plans_file))
         plan = planset.plan(record.plan_rank)
+        check_run_input(descriptor, planset, plan, plans_path=Path(record.plans_file), provider=record.provider)
         chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
         profile = profile_path or record.details.get("profile")
+        _check_not_followed(record)
+        allow_concurrent = bool(record.details.get("per_run_outputs"))
     else:
         descriptor = load_descriptor(descriptor_path)
         planset = load_plans(plans_path)
         plan = planset.plan(plan_rank)
+        check_run_input(descriptor, planset, plan, plans_path=plans_path, provider=provider)
         chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
         profile = profile_path or (descriptor.project_dir / "profile.json")
         if provider == "aws":
@@ -160,8 +136,20 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
             if not sys.stdin.isatty():
                 raise UsageError(f"{question} — pass --yes to confirm when not at a terminal")
             click.confirm(question, abort=True)
-    with _TerminalUI(chosen.simulated) as ui:
-        orchestrator = Orchestrator(journal, chosen, ui=ui, settings=_settings(poll, Path(profile) if profile else None))
+    settings = _settings(poll, Path(profile) if profile else None)
+    if not allow_concurrent:
+        acquire_run_lock(open_journal(read_only=True), resuming=resume_id)
+    journal = open_journal()
+    if detach:
+        from d2c.cli.detach import detach_run
+        from executor.run_lock import release_run_lock
+
+        release_run_lock()
+        args = _detached_args(plan_rank, plans_path, descriptor_path, provider, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback)
+        detach_run(journal, args + (["--allow-concurrent"] if allow_concurrent else []))
+        return
+    with _display(planset, plan, settings, chosen.simulated, journal.run(resume_id) if resume_id else None) as ui:
+        orchestrator = Orchestrator(journal, chosen, ui=ui, settings=settings)
         if resume_id:
             result = orchestrator.resume(resume_id, descriptor, plan)
         else:
@@ -173,63 +161,18 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
                 plans_path=plans_path,
                 provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout),
                 fallback=fallback,
+                per_run_outputs=allow_concurrent,
             )
     _finish(result)
 
 
-@click.command("status")
-@click.argument("run_id", required=False)
-@click.option("--json", "as_json", is_flag=True, help="stable JSON output")
-def status_cmd(run_id, as_json):
-    """Show runs (all, or one with its resources and events)."""
+def _check_not_followed(record) -> None:
+    """A run another live controller drives is not resumed a second time."""
     from executor.controller import controller_alive
-    from executor.journal import open_journal
 
-    journal = open_journal()
-    runs = [journal.run(run_id)] if run_id else journal.runs()
-    rows = []
-    for run in runs:
-        live = journal.resources(run.run_id, live_only=True)
-        alive = controller_alive(run.details) if run.active else None
-        rows.append(
-            {
-                "run_id": run.run_id,
-                "provider": run.provider,
-                "region": run.region,
-                "state": run.state,
-                "outcome": run.outcome,
-                "message": run.message,
-                "budget_usd": run.budget_usd,
-                "controller": None if alive is None else ("running" if alive else "gone"),
-                "live_resources": [{"kind": r.kind, "id": r.resource_id, "role": r.role} for r in live],
-            }
-        )
-    if as_json:
-        from d2c.cli.output import print_json
-
-        print_json({"runs": rows})
-        return
-    if not rows:
-        click.echo("no runs yet; start one with 'd2c run'")
-        return
-    from rich.table import Table
-
-    from d2c.cli.output import console
-
-    table = Table()
-    table.add_column("run", no_wrap=True)
-    for heading in ("provider", "state", "outcome", "live"):
-        table.add_column(heading)
-    for row in rows:
-        table.add_row(row["run_id"], row["provider"], row["state"], row["outcome"] or "-", str(len(row["live_resources"])))
-    console().print(table)
-    for row in rows:
-        if row["controller"] == "gone":
-            click.echo(f"{row['run_id']}: controller gone — 'd2c run --resume {row['run_id']}' or 'd2c down {row['run_id']}'")
-    if run_id:
-        for event in journal.events(run_id):
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            click.echo(f"{stamp} {event.kind}: {event.message}")
+    if record.active and controller_alive(record.details):
+        pid = record.details["controller"]["pid"]
+        raise UsageError(f"run {record.run_id} is already followed by a live 'd2c run' (pid {pid}); see 'd2c status {record.run_id}'")
 
 
 @click.command("logs")
@@ -239,7 +182,7 @@ def logs_cmd(run_id, follow):
     """Print the master's log of a run (as streamed to this machine)."""
     from executor.journal import open_journal
 
-    journal = open_journal()
+    journal = open_journal(read_only=True)
     record = journal.run(run_id)
     path = record.run_dir / "logs" / "master.log"
     position = 0
@@ -269,10 +212,13 @@ def down_cmd(run_id, everything, regions):
     if bool(run_id) == bool(everything):
         raise UsageError("d2c down: give a RUN id or --all (not both)")
     journal = open_journal()
+    # Deleting what costs money comes first; on a full disk the journal may lag behind (told below).
+    journal.best_effort = True
     if run_id:
         record = journal.run(run_id)
         provider = _provider(record.provider, region=record.region, connect=None, ssh_from=None, subnet=None)
         _down_one(journal, provider, run_id)
+        _warn_unsaved(journal)
         return
     found_any = False
     for run in journal.runs():
@@ -297,6 +243,16 @@ def down_cmd(run_id, everything, regions):
             journal.update_run(run.run_id, state="finished", finished_at=time.time(), outcome="stopped", message="stopped by 'd2c down'")
     if not found_any:
         click.echo("nothing to delete: no run has resources left")
+    _warn_unsaved(journal)
+
+
+def _warn_unsaved(journal) -> None:
+    if journal.unsaved:
+        click.echo(
+            f"warning: the journal {journal.path} could not record {len(journal.unsaved)} change(s) ({journal.unsaved[0]}); "
+            "the resources are deleted all the same; run 'd2c down' again once the disk has space to bring the journal up to date",
+            err=True,
+        )
 
 
 def _down_one(journal, provider, run_id: str) -> None:
@@ -324,7 +280,7 @@ def report_cmd(run_id, as_json):
     from executor.journal import open_journal
     from executor.report import load_report, report_lines
 
-    record = open_journal().run(run_id)
+    record = open_journal(read_only=True).run(run_id)
     report = load_report(record.run_dir)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -333,4 +289,4 @@ def report_cmd(run_id, as_json):
         click.echo(line)
 
 
-COMMANDS: list[click.Command] = [run_cmd, status_cmd, logs_cmd, down_cmd, report_cmd]
+COMMANDS: list[click.Command] = [run_cmd, logs_cmd, down_cmd, report_cmd]

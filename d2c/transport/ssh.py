@@ -56,7 +56,7 @@ _KILL_GRACE_S = 5.0
 _WINDOW_SIZE = 16 * 1024 * 1024
 # Read requests of 32 KiB in flight while downloading, half the window: paramiko's default sends
 # them all at once, far more than the window holds, and was 3x slower (benchmarks/ssh_transport.py).
-_PREFETCH_REQUESTS = _WINDOW_SIZE // (2 * 32 * 1024)
+_PREFETCH_REQUESTS = PREFETCH_REQUESTS = _WINDOW_SIZE // (2 * 32 * 1024)
 # Mode bits taken from remote files: permissions only, never setuid, setgid or sticky.
 _COPIED_MODE_BITS = 0o777
 
@@ -71,6 +71,24 @@ def _reason(exc: BaseException) -> str:
         return exc.text
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+_LABEL_CHARS = 60
+
+
+def command_label(command: str) -> str:
+    """How a command is named in a message: its first line, cut short, never its whole text.
+
+    Set-up scripts carry the run's private key and cluster files; a failure must name the
+    command without repeating what it holds.
+    """
+    lines = command.strip().splitlines() or [""]
+    first = lines[0]
+    if "PRIVATE KEY" in command:
+        return "a set-up script"
+    if len(first) > _LABEL_CHARS or len(lines) > 1:
+        return repr(first[:_LABEL_CHARS] + " …")
+    return repr(first)
 
 
 def _remote_path(remote: str) -> str:
@@ -139,7 +157,7 @@ class SSHProcess:
             why = [_reason(exc)]
         self._channel.close()
         reason = why[-1] if why else "the remote shell ended before running it"
-        raise HostError(f"{self._host.label}: cannot start {self.command!r}: {reason}")
+        raise HostError(f"{self._host.label}: cannot start {command_label(self.command)}: {reason}")
 
     def poll(self) -> int | None:
         """The exit status if the command has ended, else None."""
@@ -169,7 +187,7 @@ class SSHProcess:
         self._channel.close()
         ended_by_us = self._timed_out or self._killed
         if status == -1 and not ended_by_us and not self._host._is_connected():
-            raise HostError(f"{self._host.label}: connection lost while running {self.command!r}")
+            raise HostError(f"{self._host.label}: connection lost while running {command_label(self.command)}")
         return CommandResult(
             command=self.command,
             exit_status=status,
@@ -417,10 +435,14 @@ class SSHHost(Host):
             channel.shutdown_write()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             channel.close()
-            raise HostError(f"{self.label}: cannot start {command!r}: {_reason(exc)}") from exc
+            raise HostError(f"{self.label}: cannot start {command_label(command)}: {_reason(exc)}") from exc
         return SSHProcess(self, command, channel, on_stdout=on_stdout, on_stderr=on_stderr)
 
     # -- files --------------------------------------------------------------------------------
+
+    def open_sftp(self) -> paramiko.SFTPClient:
+        """An SFTP client on its own channel (callers close it), for walks the Host interface lacks."""
+        return self._sftp()
 
     def _sftp(self) -> paramiko.SFTPClient:
         channel = self._open_channel()

@@ -12,46 +12,22 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import yaml
-
 from d2c.errors import UsageError
 from executor.image.disk import DiskLayout, ExtFilesystem, Partition, read_layout, swap_uuid
+from executor.image.initramfs import InitramfsError, default_entry, driver_item, has_module, member_names
+from executor.image.items import CheckItem, Edit
+from executor.image.kernel_cmdline import DEFAULTS, RESUME_CONF, cmdline_item
+from executor.image.network import network_item
 
 MIN_FREE_BYTES = 250 * 2**20
 EXT_TYPES = ("ext2", "ext3", "ext4")
 BOOTABLE_TYPES = EXT_TYPES + ("xfs", "btrfs")
 SERIAL_ARGS = "console=tty0 console=ttyS0,115200n8"
-_DEVICE = re.compile(r"^/dev/(?:sd|hd|vd|xvd)([a-z])(\d+)$")
-_STANZA = ("auto", "iface", "allow-", "source", "mapping")
+_DEVICE = re.compile(r"^/dev/(?:(?:sd|hd|vd|xvd)([a-z])|nvme(\d+)n1p)(\d+)$")
+GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
+NVME_MODULE = "drivers/nvme/host/nvme.ko"
+ENA_MODULE = "drivers/net/ethernet/amazon/ena/ena.ko"
 _NO_LOGIN = ("nologin", "false", "sync", "halt", "shutdown")
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One change to one guest path; ``before``/``after`` None mean absent (created / removed).
-
-    ``kind`` is ``file`` (text content), ``symlink`` (``after`` is the target) or ``dir``. ``mode``,
-    ``uid`` and ``gid`` apply to what is created; a replaced file keeps its own unless ``mode`` is set.
-    """
-
-    path: str
-    before: str | None
-    after: str | None
-    reason: str
-    kind: str = "file"
-    mode: int | None = None
-    uid: int = 0
-    gid: int = 0
-
-
-@dataclass(frozen=True)
-class CheckItem:
-    """One line of the checklist: ``pass``, ``fix`` (prepare repairs it), ``fail`` or ``info``."""
-
-    name: str
-    status: str
-    reason: str
-    edits: tuple[Edit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +101,7 @@ def run_checks(insp: Inspection, image: Path) -> CheckReport:
         return CheckReport(image, (root_item, files), boot_mode=boot_mode)
     fs = insp.fs
     arch_item, arch = _arch_item(fs, insp.os_type)
+    cmdline, after_cmdline = _cmdline_item(insp)
     user_item, user = _login_user_item(fs)
     items = (
         root_item,
@@ -132,14 +109,14 @@ def run_checks(insp: Inspection, image: Path) -> CheckReport:
         _grub_item(insp),
         _free_space_item(fs),
         _fstab_item(insp),
-        _network_item(fs),
+        network_item(fs, cloud_init=_has_cloud_init(fs)),
         _mac_rules_item(fs),
         _sshd_item(fs),
         user_item,
         _cloud_init_item(fs),
-        _driver_item(fs, "NVMe driver", "drivers/nvme/host/nvme.ko", "EBS volumes on current instance types are NVMe devices"),
-        _driver_item(fs, "ENA driver", "drivers/net/ethernet/amazon/ena/ena.ko", "current instance types network through ENA"),
-        _serial_item(fs),
+        *_driver_items(insp),
+        cmdline,
+        _serial_item(fs, after_cmdline),
     )
     return CheckReport(image, items, arch=arch, boot_mode=boot_mode, login_user=user, root_offset=insp.root.offset)
 
@@ -198,6 +175,7 @@ def _partition_uuids(insp: Inspection) -> dict[int, str]:
 
 
 def _fstab_item(insp: Inspection) -> CheckItem:
+    """Device-name lines of fstab by UUID: the line mounted at ``/`` gets the root's, others their partition's."""
     text = insp.fs.read_text("/etc/fstab")
     if text is None:
         return CheckItem("fstab", "fail", "/etc/fstab is missing")
@@ -208,10 +186,13 @@ def _fstab_item(insp: Inspection) -> CheckItem:
     for line in text.splitlines(keepends=True):
         fields = line.split()
         match = _DEVICE.match(fields[0]) if fields and not line.startswith("#") else None
+        first_disk = match is not None and (match.group(1) or "a") == "a" and (match.group(2) or "0") == "0"
         if match is None:
             lines.append(line)
-        elif match.group(1) == "a" and int(match.group(2)) in uuids:
-            lines.append(line.replace(fields[0], f"UUID={uuids[int(match.group(2))]}", 1))
+        elif len(fields) > 1 and fields[1] == "/":
+            lines.append(line.replace(fields[0], f"UUID={uuids[insp.root.number]}", 1))
+        elif first_disk and int(match.group(3)) in uuids:
+            lines.append(line.replace(fields[0], f"UUID={uuids[int(match.group(3))]}", 1))
         else:
             options = fields[3] if len(fields) > 3 else "defaults"
             lines.append(line.replace(options, options + ",nofail", 1) if "nofail" not in options else line)
@@ -220,54 +201,79 @@ def _fstab_item(insp: Inspection) -> CheckItem:
     return CheckItem("fstab", "fix", "mounts by device name (/dev/sdX); will mount by UUID", (edit,))
 
 
-def _network_item(fs: ExtFilesystem) -> CheckItem:
-    for name in fs.listdir("/etc/netplan"):
-        if not name.endswith((".yaml", ".yml")):
-            continue
-        path = f"/etc/netplan/{name}"
-        text = fs.read_text(path) or ""
+def _grub_cfg(fs: ExtFilesystem) -> str | None:
+    return next((p for p in GRUB_CFGS if fs.stat(p) is not None), None)
+
+
+def _cmdline_item(insp: Inspection) -> tuple[CheckItem, dict[str, str]]:
+    """The kernel command line item, and grub.cfg and /etc/default/grub as they read after its edits."""
+    fs = insp.fs
+    grub_cfg = _grub_cfg(fs)
+    files = {path: fs.read_text(path) for path in (grub_cfg, DEFAULTS, RESUME_CONF) if path}
+    item = cmdline_item(files, grub_cfg, _partition_uuids(insp))
+    texts = {path: text for path, text in files.items() if text is not None}
+    texts.update({edit.path: edit.after for edit in item.edits})
+    return item, texts
+
+
+def _driver_items(insp: Inspection) -> tuple[CheckItem, CheckItem]:
+    """The NVMe and ENA drivers of the kernel the boot loader starts (built in, in its initramfs, on disk)."""
+    fs = insp.fs
+    grub_cfg = _grub_cfg(fs)
+    entry = default_entry(fs.read_text(grub_cfg) or "") if grub_cfg else None
+    kernels = fs.listdir("/lib/modules")
+    kernel = entry.version if entry and entry.version in kernels else (kernels[-1] if kernels else "")
+    base = f"/lib/modules/{kernel}"
+    builtin = fs.read_text(f"{base}/modules.builtin") or ""
+    listed = fs.read_text(f"{base}/modules.dep") or ""
+    initrd = _initrd_path(insp, entry, kernel)
+    names: list[str] | None = None
+    unreadable = ""
+    if initrd is not None:
         try:
-            config = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
-            return CheckItem("network (DHCP)", "fail", f"{path} is not valid YAML")
-        ethernets = (config.get("network") or {}).get("ethernets") or {}
-        if not ethernets:
-            continue
-        first, settings = next(iter(ethernets.items()))
-        settings = settings or {}
-        pinned = "macaddress" in (settings.get("match") or {})
-        if settings.get("dhcp4") in (True, "true", "yes") and not pinned:
-            return CheckItem("network (DHCP)", "pass", f"{first} uses DHCP ({path})")
-        ethernets[first] = {"match": {"name": "e*"}, "dhcp4": True}
-        after = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
-        why = "pinned to a MAC address" if pinned else "a static address"
-        edit = Edit(path, text, after, f"EC2 assigns addresses by DHCP to an interface with a new name; {first} had {why}")
-        return CheckItem("network (DHCP)", "fix", f"{first} has {why} ({path}); will use DHCP on the first interface", (edit,))
-    text = fs.read_text("/etc/network/interfaces")
-    if text is not None:
-        return _ifupdown_item(text)
-    if fs.exists("/etc/NetworkManager"):
-        return CheckItem("network (DHCP)", "pass", "NetworkManager configures new interfaces by DHCP")
-    if fs.exists("/etc/cloud/cloud.cfg"):
-        return CheckItem("network (DHCP)", "pass", "cloud-init configures the network")
-    return CheckItem("network (DHCP)", "fail", "no network configuration found (netplan, /etc/network/interfaces, NetworkManager)")
+            names = member_names(_read_boot_file(insp, initrd) or b"")
+        except InitramfsError as exc:
+            unreadable = f"{initrd}: {exc}; d2c cannot tell whether the kernel can mount an NVMe root"
+
+    def item(name: str, module: str, early: bool) -> CheckItem:
+        folder, filename = module.rsplit("/", 1)
+        on_disk = any(n.startswith(filename) for n in fs.listdir(f"{base}/kernel/{folder}")) or f"/{filename}" in listed
+        return driver_item(
+            name, module, builtin=f"kernel/{module}" in builtin, in_initramfs=None if names is None else has_module(names, module),
+            on_disk=on_disk, kernel=kernel or "no kernel", initrd=initrd or "", needed_early=early,
+        )
+
+    nvme = CheckItem("NVMe driver", "fail", unreadable) if unreadable else item("NVMe driver", NVME_MODULE, True)
+    return nvme, item("ENA driver", ENA_MODULE, False)
 
 
-def _ifupdown_item(text: str) -> CheckItem:
-    lines = text.splitlines(keepends=True)
-    for index, line in enumerate(lines):
-        fields = line.split()
-        if len(fields) >= 4 and fields[0] == "iface" and fields[1] != "lo" and fields[2] == "inet":
-            if fields[3] == "dhcp":
-                return CheckItem("network (DHCP)", "pass", f"{fields[1]} uses DHCP (/etc/network/interfaces)")
-            end = index + 1
-            while end < len(lines) and not lines[end].lstrip().startswith(_STANZA):
-                end += 1
-            tail = [l for l in lines[index + 1 : end] if not l.strip()]
-            after = "".join(lines[:index] + [f"iface {fields[1]} inet dhcp\n"] + tail + lines[end:])
-            edit = Edit("/etc/network/interfaces", text, after, f"EC2 assigns addresses by DHCP; {fields[1]} was {fields[3]}")
-            return CheckItem("network (DHCP)", "fix", f"{fields[1]} is {fields[3]}; will use DHCP", (edit,))
-    return CheckItem("network (DHCP)", "fail", "/etc/network/interfaces configures no interface besides lo")
+def _initrd_path(insp: Inspection, entry, kernel: str) -> str | None:
+    """The initramfs the default entry loads (the last of its initrd files), else the kernel's usual one."""
+    candidates = list(reversed(entry.initrd)) if entry else []
+    candidates += [f"/boot/initrd.img-{kernel}", f"/boot/initramfs-{kernel}.img"]
+    return next((p for p in candidates if _read_boot_stat(insp, p)), None)
+
+
+def _boot_locations(insp: Inspection, path: str):
+    """(filesystem, path) pairs where a path as GRUB names it may live: the root, or a separate /boot."""
+    yield insp.fs, path
+    if not path.startswith("/boot/"):
+        yield insp.fs, f"/boot{path}"
+    for fs in insp.boot_fs:
+        if fs is not insp.fs:
+            yield fs, path.removeprefix("/boot")
+
+
+def _read_boot_stat(insp: Inspection, path: str) -> bool:
+    return any(fs.exists(p) for fs, p in _boot_locations(insp, path))
+
+
+def _read_boot_file(insp: Inspection, path: str) -> bytes | None:
+    for fs, candidate in _boot_locations(insp, path):
+        data = fs.read(candidate)
+        if data is not None:
+            return data
+    return None
 
 
 def _mac_rules_item(fs: ExtFilesystem) -> CheckItem:
@@ -294,9 +300,19 @@ def _sshd_item(fs: ExtFilesystem) -> CheckItem:
     for unit in ("ssh.service", "sshd.service"):
         for folder in ("/lib/systemd/system", "/usr/lib/systemd/system"):
             if fs.exists(f"{folder}/{unit}"):
-                edit = Edit(f"{wants}/{unit}", None, f"{folder}/{unit}", "sshd must start at boot for d2c to log in", kind="symlink")
-                return CheckItem("sshd", "fix", f"installed but not enabled; will enable {unit}", (edit,))
+                why = "sshd must start at boot for d2c to log in"
+                edits = (*missing_parents(fs, f"{wants}/{unit}", why), Edit(f"{wants}/{unit}", None, f"{folder}/{unit}", why, kind="symlink"))
+                return CheckItem("sshd", "fix", f"installed but not enabled; will enable {unit}", edits)
     return CheckItem("sshd", "fail", "sshd is installed but has no systemd unit to enable; enable it in the VM")
+
+
+def missing_parents(fs: ExtFilesystem, path: str, reason: str) -> list[Edit]:
+    """Edits creating the folders above guest ``path`` that do not exist yet, outermost first (root, 0755)."""
+    edits = []
+    for parent in reversed(PurePosixPath(path).parents):
+        if str(parent) != "/" and fs.stat(fs.resolve(str(parent))) is None:
+            edits.append(Edit(str(parent), None, "", reason, kind="dir", mode=0o755))
+    return edits
 
 
 def _login_user_item(fs: ExtFilesystem) -> tuple[CheckItem, LoginUser | None]:
@@ -313,41 +329,30 @@ def _login_user_item(fs: ExtFilesystem) -> tuple[CheckItem, LoginUser | None]:
     return CheckItem("login user", "fail", "no user with a login shell and a home folder in /etc/passwd; create one in the VM"), None
 
 
+def _has_cloud_init(fs: ExtFilesystem) -> bool:
+    return fs.exists("/etc/cloud/cloud.cfg") or fs.exists("/usr/bin/cloud-init")
+
+
 def _cloud_init_item(fs: ExtFilesystem) -> CheckItem:
-    if fs.exists("/etc/cloud/cloud.cfg") or fs.exists("/usr/bin/cloud-init"):
+    if _has_cloud_init(fs):
         return CheckItem("cloud-init", "info", "present: EC2 passes the host name and key pair through it")
     return CheckItem("cloud-init", "info", "absent: d2c writes the run's key into the login user's authorized_keys")
 
 
-def _driver_item(fs: ExtFilesystem, name: str, module: str, why: str) -> CheckItem:
-    folder, filename = module.rsplit("/", 1)
-    found = []
-    for kernel in fs.listdir("/lib/modules"):
-        base = f"/lib/modules/{kernel}"
-        if any(n.startswith(filename) for n in fs.listdir(f"{base}/kernel/{folder}")):
-            found.append(f"{kernel} (module)")
-            continue
-        indexes = (fs.read_text(f"{base}/modules.builtin") or "") + (fs.read_text(f"{base}/modules.dep") or "")
-        if f"/{filename}" in indexes:
-            found.append(f"{kernel} (listed)")
-    if found:
-        return CheckItem(name, "pass", ", ".join(found))
-    return CheckItem(name, "fail", f"no kernel has it; {why} — install the distribution's cloud kernel (e.g. linux-aws)")
-
-
-def _serial_item(fs: ExtFilesystem) -> CheckItem:
-    path = next((p for p in ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg") if fs.stat(p) is not None), None)
+def _serial_item(fs: ExtFilesystem, texts: dict[str, str]) -> CheckItem:
+    """console=ttyS0 on the kernel command line; ``texts`` holds grub.cfg and /etc/default/grub as earlier items leave them."""
+    path = _grub_cfg(fs)
     if path is None:
         return CheckItem("serial console", "info", "no grub.cfg on the root filesystem to edit")
-    text = fs.read_text(path) or ""
+    text = texts.get(path, "")
     if "console=ttyS0" in text:
         return CheckItem("serial console", "pass", f"console=ttyS0 in {path}")
     after = re.sub(r"^(\s*linux(?:16|efi)?\s+\S+.*?)\s*$", rf"\1 {SERIAL_ARGS}", text, flags=re.MULTILINE)
     edits = [Edit(path, text, after, "EC2's serial console and get-console-output read ttyS0")]
-    defaults = fs.read_text("/etc/default/grub")
+    defaults = texts.get(DEFAULTS)
     if defaults is not None and "console=ttyS0" not in defaults:
         new = re.sub(r'^GRUB_CMDLINE_LINUX="(.*)"', lambda m: f'GRUB_CMDLINE_LINUX="{(m.group(1) + " " + SERIAL_ARGS).strip()}"', defaults, flags=re.MULTILINE)
-        edits.append(Edit("/etc/default/grub", defaults, new, "keeps the console setting when update-grub runs later"))
+        edits.append(Edit(DEFAULTS, defaults, new, "keeps the console setting when update-grub runs later"))
     return CheckItem("serial console", "fix", f"not on; will add {SERIAL_ARGS} to the kernel command line", tuple(edits))
 
 

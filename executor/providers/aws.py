@@ -187,10 +187,8 @@ class AwsProvider:
             first = request.first_index.get(allocation.role, 1)
             for index, instance in enumerate(sorted(instances, key=lambda i: i["AmiLaunchIndex"]), start=first):
                 name = f"{allocation.role}-{index}"
-                journal.add_resource(
-                    Resource(run_id, "instance", instance["InstanceId"], self.region, allocation.role, time.time(), details={"name": name})
-                )
                 launched.append((name, instance))
+                # One write with everything needed to price and delete it, so a kill leaves no half row.
                 details = {
                     "run_id": run_id,
                     "instance_id": instance["InstanceId"],
@@ -203,7 +201,7 @@ class AwsProvider:
                     "user": role.user,
                     "slots": allocation.workers_per_instance,
                 }
-                journal.update_resource(run_id, "instance", instance["InstanceId"], details)
+                journal.add_resource(Resource(run_id, "instance", instance["InstanceId"], self.region, allocation.role, time.time(), details=details))
                 if request.progress:
                     request.progress("launching", len(launched), total)
             with aws_errors("naming the instances"):

@@ -112,12 +112,27 @@ class Provider(Protocol):
         """Resources of any run still existing, by run id (for ``d2c down --all``)."""
 
 
-def machines_from_journal(journal: Journal, run_id: str, *, live_only: bool = True) -> list[Machine]:
-    """The run's launched hosts as journaled (addresses and host keys included once known)."""
+LAUNCH_FIELDS = ("run_id", "instance_id", "role", "name", "instance_type", "market", "price_usd_h", "launched_at", "user", "slots")
+"""What a provider journals the moment an instance exists: enough to price it and delete it."""
+
+
+def machines_from_journal(journal: Journal, run_id: str, *, live_only: bool = True, reachable_only: bool = False) -> list[Machine]:
+    """The run's launched hosts as journaled.
+
+    A controller killed while provisioning leaves rows without addresses (the instance was
+    launched, never seen running): they are priced and deleted like the others, with empty
+    addresses, unless ``reachable_only``. A row without even its launch fields (older journals)
+    is left to the provider's teardown, which deletes by id and tag.
+    """
     machines = []
     for resource in journal.resources(run_id, "instance", live_only=live_only):
-        if "name" in resource.details:
-            machines.append(Machine.from_details(resource.details))
+        details = resource.details
+        if not all(key in details for key in LAUNCH_FIELDS):
+            continue
+        reachable = bool(details.get("connect_address"))
+        if reachable_only and not reachable:
+            continue
+        machines.append(Machine.from_details({"private_address": "", "connect_address": "", **details}))
     return machines
 
 

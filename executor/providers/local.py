@@ -4,23 +4,47 @@ Each host is a :class:`d2c.transport.LocalHost` rooted in ``<run folder>/hosts/<
 same orchestration (contextualization, uploads, nohup'd master, log streaming, fetching, teardown)
 runs without an AWS account. Cost accrues at the plan's prices and every report labels it
 simulated. Teardown kills whatever the run left running in those folders and removes them.
+
+The app runs as the user, on the user's machine, but it is handed only what an instance would
+give it: a minimal environment (``PATH``, ``HOME`` set to the host's folder, ``USER``,
+``LOGNAME``, ``SHELL``, and the locale and time zone if set), plus the run's ``.d2c/env.sh``
+(the cluster and the descriptor's ``env:``). The controller's own environment — AWS keys, tokens,
+agent sockets — never reaches it.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import secrets
+import shlex
 import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
+from d2c.state import private_dir
 from d2c.transport.local import LocalHost
 from executor.journal import Journal, Resource
 from executor.providers.base import Machine, ProvisionRequest
 
 LOOPBACK = "127.0.0.1"
+PASSED_THROUGH = ("PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ")
+"""The controller's variables a rehearsal host keeps (none of them a secret)."""
+
+
+class RehearsalHost(LocalHost):
+    """A LocalHost whose commands start in a minimal environment, as on a fresh instance."""
+
+    def start(self, command: str, *, env: Mapping[str, str] | None = None, cwd: str | None = None, on_stdout=None, on_stderr=None):
+        base = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+        base.setdefault("PATH", os.defpath)
+        base.update({"HOME": str(self.root), "SHELL": "/bin/bash"})
+        base.update(env or {})
+        assignments = " ".join(shlex.quote(f"{key}={value}") for key, value in base.items())
+        clean = f"exec env -i {assignments} /bin/bash -c {shlex.quote(command)}"
+        return super().start(clean, cwd=cwd, on_stdout=on_stdout, on_stderr=on_stderr)
 
 
 class LocalProvider:
@@ -42,11 +66,8 @@ class LocalProvider:
             for index in range(first, first + allocation.count):
                 name = f"{allocation.role}-{index}"
                 root = host_root(request.run_dir, name)
-                instance_id = f"local-{request.run_id}-{name}"
-                journal.add_resource(
-                    Resource(request.run_id, "instance", instance_id, request.region, allocation.role, time.time(), details={"root": str(root)})
-                )
-                root.mkdir(parents=True, exist_ok=True)
+                # Unique per launch, as EC2's ids are: a host provisioned again after a resume is a new instance.
+                instance_id = f"local-{request.run_id}-{name}-{secrets.token_hex(3)}"
                 machine = Machine(
                     run_id=request.run_id,
                     instance_id=instance_id,
@@ -61,15 +82,19 @@ class LocalProvider:
                     user=role.user,
                     slots=allocation.workers_per_instance,
                 )
-                journal.update_resource(request.run_id, "instance", instance_id, machine.to_details())
+                journal.add_resource(
+                    Resource(request.run_id, "instance", instance_id, request.region, allocation.role, time.time(), details={"root": str(root), **machine.to_details()})
+                )
+                private_dir(root.parent)
+                root.mkdir(exist_ok=True)
                 machines.append(machine)
                 if request.progress:
                     request.progress("launching", len(machines), total)
         return machines
 
     def open_host(self, machine: Machine) -> LocalHost:
-        """The host's folder as a LocalHost (relative paths resolve inside it)."""
-        return LocalHost(root=_root_of(machine), name=machine.name)
+        """The host's folder as a LocalHost (relative paths resolve inside it), in a minimal environment."""
+        return RehearsalHost(root=_root_of(machine), name=machine.name)
 
     def workdir(self, machine: Machine, workdir: str) -> str:
         """An absolute descriptor workdir is re-rooted inside the host's folder."""

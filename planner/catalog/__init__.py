@@ -1,7 +1,7 @@
 """The instance catalog: one row per (instance type, region) with specs and prices.
 
 Sources (live API, bulk offer files, cache, bundled snapshot, CSV import) all produce a
-:class:`Catalog`; the planner reads only this module's types. ``planner.catalog_store`` chooses
+:class:`Catalog`; the planner reads only this module's types. ``planner.catalog.store`` chooses
 among the sources; this module holds only the data and pure look-ups on it.
 """
 

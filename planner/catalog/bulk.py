@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 from d2c.errors import UsageError, WorkError
 from planner.catalog import Catalog, InstanceOffer, offer_sort_key
-from planner.catalog_csv import guess_arch, parse_timestamp
+from planner.catalog.csvfile import guess_arch, parse_timestamp
 
 DEFAULT_BASE_URL = "https://pricing.us-east-1.amazonaws.com"
 INDEX_PATH = "/offers/v1.0/aws/AmazonEC2/current/region_index.json"

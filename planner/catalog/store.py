@@ -23,10 +23,10 @@ from typing import Callable
 from d2c.errors import UsageError, WorkError
 from d2c.durations import parse_duration
 from planner.catalog import Catalog, offer_sort_key
-from planner.catalog_cache import load_cache, save_cache
-from planner.catalog_csv import read_catalog_csv
+from planner.catalog.cache import load_cache, save_cache
+from planner.catalog.csvfile import read_catalog_csv
 
-SNAPSHOT_PATH = Path(__file__).parent / "data" / "catalog_snapshot.csv"
+SNAPSHOT_PATH = Path(__file__).parent / "data" / "snapshot.csv"
 DEFAULT_TTL = timedelta(days=7)
 DEFAULT_SPOT_TTL = timedelta(hours=6)
 SOURCES = ("api", "bulk")
@@ -93,7 +93,8 @@ def catalog_label(catalog: Catalog) -> str:
     """Where the catalog's prices came from, in words, e.g. ``bulk offer files, cached``."""
     origin = catalog.origin or catalog.source
     if catalog.source == "snapshot" or origin == "snapshot":
-        return "snapshot bundled with d2c"
+        published = sorted({o.source for o in catalog.offers} - {"snapshot", ""})
+        return "snapshot bundled with d2c" + (f", from {'; '.join(published)}" if published else "")
     if catalog.source == "cache" and origin != "cache":
         return f"{origin}, cached"
     return origin
@@ -207,8 +208,8 @@ def refresh(
     problem in one line, and ``bad_input`` when the problem is the caller's to fix.
     """
     from d2c.aws import have_credentials
-    from planner.catalog_api import fetch_api_catalog
-    from planner.catalog_bulk import fetch_bulk_catalog
+    from planner.catalog.api import fetch_api_catalog
+    from planner.catalog.bulk import fetch_bulk_catalog
 
     if source is not None and source not in SOURCES:
         raise UsageError(f"--source: '{source}' is not one of {', '.join(SOURCES)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from d2c.state import cache_dir
 from planner.catalog import Catalog, InstanceOffer, offer_sort_key
-from planner.catalog_csv import parse_timestamp
+from planner.catalog.csvfile import parse_timestamp
 
 CACHE_NAME = "catalog.sqlite"
 SCHEMA_VERSION = 1
