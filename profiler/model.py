@@ -574,27 +574,34 @@ def separate_regimes(observations: Sequence[Observation], memory_model: MemoryMo
     spilled = _superlinear(kept)
     remaining = [o for o in kept if _key(o) not in spilled]
     if spilled and _enough(remaining):
-        notes.extend(spilled.values())
+        notes.extend(dict.fromkeys(spilled.values()))
         kept = remaining
     return kept, notes
 
 
 def _superlinear(observations: Sequence[Observation]) -> dict[tuple[float, float], str]:
-    """Points at the slow end of a super-linear speed-up, with the note that says so."""
+    """Points at the slow end of a super-linear speed-up, with the note that says so (one note
+    per scale, naming every worker count left out)."""
     medians = {k: float(np.median(v)) for k, v in _points(observations).items()}
     found: dict[tuple[float, float], str] = {}
     for scale in sorted({s for s, _ in medians}):
         counts = sorted(w for s, w in medians if s == scale)
+        worst = None
         for low, high in zip(counts, counts[1:]):
             speedup = medians[(scale, low)] / medians[(scale, high)]
             if speedup > SUPERLINEAR_TOLERANCE * high / low:
-                note = (
-                    f"scale {scale:g} with {low:g} workers: {speedup:.1f}x faster with {high:g} workers ({high / low:.2g}x the workers), "
-                    "a super-linear speed-up read as spilling (data fitting in memory only when spread wider); left out of the in-memory fit"
-                )
-                for w in counts:
-                    if w <= low:
-                        found.setdefault((scale, w), note)
+                worst = (low, high, speedup)
+        if worst is None:
+            continue
+        low, high, speedup = worst
+        slow = [w for w in counts if w <= low]
+        note = (
+            f"scale {scale:g} with {' and '.join(f'{w:g}' for w in slow)} workers: {speedup:.1f}x faster from {low:g} to {high:g} workers "
+            f"({high / low:.2g}x the workers), a super-linear speed-up read as spilling (data fitting in memory only when spread wider); "
+            "left out of the in-memory fit"
+        )
+        for w in slow:
+            found[(scale, w)] = note
     return found
 
 
