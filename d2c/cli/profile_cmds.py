@@ -47,7 +47,11 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
         with progress(box_s=box, status_below=True) as bar:
             task = bar.add_task("profiling", total=len(spec.scales) * len(spec.workers) * spec.repeats, status="starting")
 
+            stopped: list[str] = []
+
             def on_progress(update) -> None:
+                if update.stopped:
+                    stopped.append(update.stopped)
                 guess = f"full scale ≈ {format_duration(update.full_scale_estimate_s)}" if update.full_scale_estimate_s else "full scale: not yet"
                 bar.update(task, completed=update.done, total=update.planned, status=f"now {update.current} · {guess}")
 
@@ -77,8 +81,12 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
     out.print(f"profiled {len(runs) - len(partial)} runs" + (f" ({len(partial)} partial, killed at the time box)" if partial else "") + f" on {facts.name} ({facts.cpu_model}, speed {facts.speed:g} x c5 core)")
     out.print(f"model {model.name}; full scale {spec.full_scale:g} with {top} workers here: p50 {estimate.p50:.1f} s, p90 {estimate.p90:.1f} s")
     out.print(f"wrote {output} ({result.digest[:19]})")
+    for line in model.excluded:
+        note(f"note: {line}")
     skipped = skipped_points(spec, runs)
-    if skipped:
+    if skipped and stopped:
+        out.print(f"stopped early: {stopped[-1]}; skipped {skipped}")
+    elif skipped:
         out.print(f"skipped {skipped} — the {max_time} time box ran out before them; raise --max-time to measure them")
 
 
