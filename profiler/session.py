@@ -4,8 +4,9 @@ Profiling pays for itself: after each run the model is refitted and its p90 at t
 with the most workers is the session's guide. The session stops
 
 * when that p90 has moved less than the noise between repeats (at least ``MIN_STABLE``) over
-  the last run, once some point has been repeated (so the noise is known): more runs would
-  not change the answer;
+  the last run, once some point has been repeated (so the noise is known) and at least
+  ``MIN_POINTS_TO_STOP`` distinct points are measured (enough to check Ernest's four
+  coefficients out of sample): more runs would not change the answer;
 * when the time spent reaches ``PROFILE_SHARE`` (5 %) of the predicted full run, or
   ``MIN_PROFILE_S`` if that is more (below a few seconds of profiling the cost is moot and
   a fit needs a handful of runs);
@@ -32,6 +33,7 @@ from profiler.runs import RunRecord
 PROFILE_SHARE = 0.05
 MIN_PROFILE_S = 20.0
 MIN_STABLE = 0.02
+MIN_POINTS_TO_STOP = 5
 QUICK_BOOTSTRAP = 50
 
 
@@ -116,7 +118,7 @@ def profile_app(
         p90 = model.runtime(*target).p90
         estimate = model.runtime(*target).p50
         spent = time.monotonic() - started
-        repeated = model.noise > 0
+        repeated = model.noise > 0 and len({(r.scale, r.workers) for r in runs if r.fitted}) >= MIN_POINTS_TO_STOP
         stable = max(model.noise, MIN_STABLE)
         if previous_p90 and repeated and abs(p90 / previous_p90 - 1.0) < stable:
             report(label, f"the full-scale p90 moved {abs(p90 / previous_p90 - 1.0):.1%} with the last run, less than the {stable:.1%} noise between repeats")

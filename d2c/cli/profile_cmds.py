@@ -283,7 +283,8 @@ def show(profile_path: Path, plot: Path | None) -> None:
             "chosen" if c.name == model.name else "",
         )
     out.print(fits)
-    out.print(f"noise between repeats {model.noise:.1%} (sd of ln wall); p90 from out-of-sample errors at the {model.interval.level:.1%} level" + (f", host speed spread {model.interval.speed_spread:.0%}" if model.interval.speed_spread else ""))
+    noise = f"noise between repeats {model.noise:.1%} (sd of ln wall)" if model.noise else "no repeats (noise between repeats unknown)"
+    out.print(f"{noise}; p90 from out-of-sample errors at the {model.interval.level:.1%} level" + (f", host speed spread {model.interval.speed_spread:.0%}" if model.interval.speed_spread else ""))
     for line in model.excluded:
         out.print(f"[yellow]left out: {line}[/yellow]")
     memory = model.memory_model
