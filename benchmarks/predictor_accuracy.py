@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from d2c.descriptor import ProfileSpec  # noqa: E402
+from d2c.errors import UsageError  # noqa: E402
 from d2c.transport.local import LocalHost  # noqa: E402
 from profiler.experiment import run_point  # noqa: E402
 from profiler.host_facts import measure_host  # noqa: E402
@@ -133,6 +134,8 @@ class Score:
         return float(np.median([e.p90 / e.p50 for e in self.predicted]))
 
     def cells(self) -> str:
+        if not self.measured:
+            return "n/a (too few points) | | "
         return f"{self.error:.1%} | {self.coverage:.0%} ({sum(m <= e.p90 for e, m in zip(self.predicted, self.measured))}/{len(self.measured)}) | {self.width:.2f}"
 
 
@@ -166,13 +169,17 @@ def run(quick: bool) -> None:
             profiling_s = time.monotonic() - started
             observations = [r.observation(facts.memory_mb) for r in runs if r.fitted]
             chosen_model = fit_model(observations, spec.full_scale)
-            ernest_model = fit_model(observations, spec.full_scale, families=("ernest",))
+            try:
+                ernest_model = fit_model(observations, spec.full_scale, families=("ernest",))
+            except UsageError:  # Ernest's four coefficients need five points; the session may stop before
+                ernest_model = None
             chosen, ernest = Score(), Score()
             measured = []
             for scale, workers in workload.targets:
                 for own in measure(host, workload, runs, scale, workers):
                     chosen.add(chosen_model.runtime(scale, workers), own)
-                    ernest.add(ernest_model.runtime(scale, workers), own)
+                    if ernest_model is not None:
+                        ernest.add(ernest_model.runtime(scale, workers), own)
                     measured.append(round(own, 2))
             rows.append((workload.name, chosen_model.name, chosen, ernest))
             full = chosen_model.runtime(spec.full_scale, 2).p50
