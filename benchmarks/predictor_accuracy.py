@@ -81,11 +81,11 @@ def own_and_wall(host: LocalHost, workload: Workload, scale: float, workers: int
 def measure(host: LocalHost, workload: Workload, runs, scale: float, workers: int) -> list[float]:
     """The target's own time at the machine speed the profile saw, in each of two attempts.
 
-    Each attempt first re-runs the largest profiled point with the same workers; its own time
+    Each attempt first re-runs the largest point profiled with the same workers; its own time
     now over its own time in the profile is the machine's drift (other work slows the same work
     down beyond waiting for a CPU), which the target's own time is divided by.
     """
-    reference = max(workload.scales)
+    reference = max(r.scale for r in runs if r.workers == float(workers) and r.fitted)
     profiled = min(r.own_wall_s for r in runs if (r.scale, r.workers) == (reference, float(workers)) and r.fitted)
     corrected = []
     for _ in range(2):
