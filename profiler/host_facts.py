@@ -3,9 +3,12 @@
 The facts are read with one shell command that works the same on this machine and in a VM over
 SSH, needing nothing but ``/proc``, ``getconf`` and (for the speed score) ``python3``.
 
-The speed score times a fixed pure-Python integer loop (best of repeated 0.1 s runs, at most
-about 1 s in all; the best run is the one least disturbed by other work on a shared machine) and
-converts loops per second to the scale of :mod:`profiler.fleet`, where a c5 core (Xeon Platinum
+The speed score times a fixed pure-Python integer loop and converts loops per second to the
+scale of :mod:`profiler.fleet`. It is taken ``SPEED_REPEATS`` times (each the best of repeated
+runs over about 0.15 s, the run least disturbed by other work on a shared machine); the score is
+their median and ``speed_spread`` their relative spread (1.4826 × median absolute deviation /
+median, a standard deviation robust to one disturbed repeat), which the model carries into its
+interval (profiler.model). The scale is the one of :mod:`profiler.fleet`, where a c5 core (Xeon Platinum
 8275CL, 3.6 GHz turbo) is 1.0, by dividing by ``REFERENCE_LOOPS_PER_S``. That constant was
 chosen from the development machine, an AMD EPYC (Zen 5, KVM guest) that runs the loop at about
 21 million iterations per second under CPython 3.11, taken to be 1.4 c5 cores from published
@@ -17,12 +20,15 @@ taken as 1.0 and the profile says so.
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from d2c.errors import WorkError
 from d2c.transport.base import Host
 
+SPEED_REPEATS = 5
 REFERENCE_LOOPS_PER_S = 15.0e6
 """Loop iterations per second of the speed script on a c5 core (the 1.0 of profiler.fleet)."""
 
@@ -33,14 +39,17 @@ def f(n):
     for i in range(n):
         x = (x * 31 + i) & 0xFFFFFFFF
     return x
-n = 200000
-best = 1e9
-start = time.perf_counter()
-while time.perf_counter() - start < 0.8:
-    t = time.perf_counter()
-    f(n)
-    best = min(best, time.perf_counter() - t)
-print("loops_per_s=%.0f" % (n / best))
+n = 100000
+scores = []
+for _ in range(5):
+    best = 1e9
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.15:
+        t = time.perf_counter()
+        f(n)
+        best = min(best, time.perf_counter() - t)
+    scores.append(n / best)
+print("loops_per_s=" + ",".join("%.0f" % x for x in scores))
 print("python=%d.%d" % sys.version_info[:2])
 """
 
@@ -70,6 +79,11 @@ class HostFacts:
     python: str | None
     page_size: int = 4096
     clock_ticks: int = 100
+    speed_spread: float = 0.0
+    """Relative spread of the repeated speed scores (0: one score, given, or not needed)."""
+    speed_basis: str = "measured"
+    """``measured`` (on this host), ``given`` (``--host-speed``), ``cloud runs`` (1.0: every run
+    ran on EC2, whose workers are counted in c5 cores), ``assumed`` (no python3 on the host)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in profile.json under ``host``."""
@@ -89,7 +103,28 @@ class HostFacts:
             python=data.get("python"),
             page_size=int(data.get("page_size", 4096)),
             clock_ticks=int(data.get("clock_ticks", 100)),
+            speed_spread=float(data.get("speed_spread", 0.0)),
+            speed_basis=str(data.get("speed_basis", "measured")),
         )
+
+    def validate(self) -> None:
+        """ValueError naming the first field that is out of range."""
+        for name in ("physical_cores", "logical_cores"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"host.{name} = {getattr(self, name)} must be at least 1")
+        for name, low in (("memory_mb", 0.0), ("speed_spread", 0.0)):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < low:
+                raise ValueError(f"host.{name} = {value:g} must be a finite number >= {low:g}")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"host.speed = {self.speed:g} must be a positive number")
+
+
+def score_spread(scores: list[float]) -> tuple[float, float]:
+    """Median and relative spread (1.4826 × MAD / median) of repeated speed scores."""
+    median = statistics.median(scores)
+    deviation = statistics.median(abs(x - median) for x in scores)
+    return median, (1.4826 * deviation / median if median > 0 else 0.0)
 
 
 def parse_facts(text: str, host_name: str) -> HostFacts:
@@ -108,7 +143,12 @@ def parse_facts(text: str, host_name: str) -> HostFacts:
 
     logical = int(number("logical", 1)) or 1
     physical = int(number("physical", 0)) or logical
-    loops = number("loops_per_s", 0.0) or None
+    try:
+        scores = [float(x) for x in values.get("loops_per_s", "").split(",") if x.strip()]
+    except ValueError:
+        scores = []
+    scores = [x for x in scores if x > 0]
+    loops, spread = score_spread(scores) if scores else (None, 0.0)
     return HostFacts(
         name=host_name,
         cpu_model=values.get("cpu_model") or "unknown",
@@ -120,6 +160,8 @@ def parse_facts(text: str, host_name: str) -> HostFacts:
         python=values.get("python"),
         page_size=int(number("page_size", 4096)),
         clock_ticks=int(number("clock_ticks", 100)),
+        speed_spread=round(spread, 4),
+        speed_basis="measured" if loops else "assumed",
     )
 
 

@@ -1,7 +1,17 @@
-"""One measured run of the app, as profile.json stores it and the model consumes it."""
+"""One measured run of the app, as profile.json stores it and the model consumes it.
+
+Memory-bound runs are recognised from the host's memory and the run's working set
+(profiler.model). A desktop run's host is the profiling host; a cloud run's is one instance of
+its type, whose memory the importer or the calibration passes in (``host_memory_mb``, read from
+the catalog by the command line layer). The working set comes from the per-worker peak RSS when
+it was recorded; otherwise from ``input_mb``, assuming the input is held in memory once, split
+evenly over the run's hosts (a documented guess: apps that stream their input need far less,
+apps that copy it per worker more).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +52,8 @@ class RunRecord:
     input_mb: float | None = None
     contention: float | None = None
     """Share of runnable time spent waiting for CPUs busy with other work (profiled runs)."""
+    host_memory_mb: float | None = None
+    """Memory of one instance of ``instance_type`` (cloud runs), MB."""
     summary: dict[str, Any] | None = None
 
     @property
@@ -62,8 +74,10 @@ class RunRecord:
             wall_s=self.own_wall_s,
             worker_rss_mb=self.peak_rss_mb,
             master_rss_mb=self.master_rss_mb,
-            host_memory_mb=host_memory_mb if self.instance_type is None else None,
+            host_memory_mb=host_memory_mb if self.instance_type is None else self.host_memory_mb,
             weight=1.0 if self.instance_type is None else CLOUD_WEIGHT,
+            hosts=self.count or 1,
+            working_set_mb=None if self.input_mb is None else self.input_mb / (self.count or 1),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +96,7 @@ class RunRecord:
             "master_rss_mb": self.master_rss_mb,
             "input_mb": self.input_mb,
             "contention": self.contention,
+            "host_memory_mb": self.host_memory_mb,
             "summary": self.summary,
         }
         return {k: v for k, v in data.items() if v is not None}
@@ -103,10 +118,15 @@ class RunRecord:
             master_rss_mb=None if data.get("master_rss_mb") is None else float(data["master_rss_mb"]),
             input_mb=None if data.get("input_mb") is None else float(data["input_mb"]),
             contention=None if data.get("contention") is None else float(data["contention"]),
+            host_memory_mb=None if data.get("host_memory_mb") is None else float(data["host_memory_mb"]),
             summary=data.get("summary"),
         )
         if record.source not in SOURCES or record.status not in STATUSES:
             raise ValueError(f"run has unknown source {record.source!r} or status {record.status!r}")
-        if not (record.scale > 0 and record.workers > 0 and record.wall_s >= 0):
-            raise ValueError("run scale, workers and wall_s must be positive")
+        for name in ("scale", "workers", "wall_s", "peak_rss_mb", "master_rss_mb", "input_mb", "contention", "host_memory_mb"):
+            value = getattr(record, name)
+            if value is not None and not (math.isfinite(value) and value >= 0 and (value > 0 or name not in ("scale", "workers"))):
+                raise ValueError(f"runs: {name} = {value!r} must be a finite number{' > 0' if name in ('scale', 'workers') else ' >= 0'}")
+        if record.count is not None and record.count < 1 or record.repeat < 1:
+            raise ValueError(f"runs: count = {record.count!r} and repeat = {record.repeat!r} must be at least 1")
         return record

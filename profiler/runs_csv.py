@@ -4,9 +4,10 @@ Columns (DESIGN.md): required ``scale``, ``workers``, ``wall_s``; optional ``ins
 ``count``, ``peak_rss_mb`` (per worker), ``input_mb``, ``repeat``. A row with an
 ``instance_type`` ran on ``count`` (default 1) EC2 instances of that type; its ``workers`` are
 converted to effective desktop-core workers with :func:`profiler.fleet.instance_capacity`: the
-workers started (at most one per vCPU of the fleet) times the per-vCPU speed. The caller passes
-the instance facts as a mapping ``type -> (family, arch, vcpus)`` so that this module needs no
-catalog. Every problem is one UsageError line naming the file, the row and the column.
+workers started (at most one per vCPU of the fleet) times the per-vCPU speed, and it records one
+instance's memory (to recognise runs that did not fit, see profiler.runs). The caller passes the
+instance facts as a mapping ``type -> (family, arch, vcpus, memory MB)`` so that this module
+needs no catalog. A type whose family has no speed basis (profiler.fleet) is refused. Every problem is one UsageError line naming the file, the row and the column.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ LIMITS = {
 """The largest value each column may hold: far above any real run (a million workers, a year of
 wall time, 64 TiB per worker), low enough that a typo such as 10^20 workers is refused, not fitted."""
 
-InstanceFacts = Mapping[str, tuple[str, str, int]]
-"""Instance type -> (family, arch, vcpus)."""
+InstanceFacts = Mapping[str, tuple]
+"""Instance type -> (family, arch, vcpus, memory MB); the memory may be left out."""
 
 
 def read_instance_types(path: Path) -> set[str]:
@@ -110,12 +111,17 @@ def _record(path: Path, line: int, row: dict[str, str], instances: InstanceFacts
     if instance_type is not None:
         if instance_type not in instances:
             raise UsageError(f"{path}: line {line}: instance_type {instance_type!r} is not in the instance catalog; check the name (e.g. c5.xlarge) or run 'd2c catalog refresh'")
-        family, arch, vcpus = instances[instance_type]
+        family, arch, vcpus = instances[instance_type][:3]
+        memory_mb = instances[instance_type][3] if len(instances[instance_type]) > 3 else None
         fleet = int(count or 1)
         capacity = instance_capacity(family, arch, vcpus, host_speed)
+        if not capacity.known:
+            raise UsageError(f"{path}: line {line}: instance_type {instance_type!r}: {capacity.basis}; its runs cannot be converted to workers")
         effective = min(workers, fleet * vcpus) * capacity.speed
     elif count is not None and count != 1:
         raise UsageError(f"{path}: line {line}: count = {count:g} without an instance_type; name the instance type of a cloud run")
+    else:
+        memory_mb = None
     return RunRecord(
         scale=scale,
         workers=round(effective, 6),
@@ -126,4 +132,5 @@ def _record(path: Path, line: int, row: dict[str, str], instances: InstanceFacts
         count=None if instance_type is None else int(count or 1),
         peak_rss_mb=_number(path, line, row, "peak_rss_mb", required=False),
         input_mb=_number(path, line, row, "input_mb", required=False),
+        host_memory_mb=memory_mb,
     )

@@ -1,4 +1,20 @@
-"""A profiling session: run the designed points inside the time box and collect the runs."""
+"""A profiling session: run the designed points inside the time box and collect the runs.
+
+Profiling pays for itself: after each run the model is refitted and its p90 at the full scale
+with the most workers is the session's guide. The session stops
+
+* when that p90 has moved less than the noise between repeats (at least ``MIN_STABLE``) over
+  the last run, once some point has been repeated (so the noise is known) and at least
+  ``MIN_POINTS_TO_STOP`` distinct points are measured (enough to check Ernest's four
+  coefficients out of sample): more runs would not change the answer;
+* when the time spent reaches ``PROFILE_SHARE`` (5 %) of the predicted full run, or
+  ``MIN_PROFILE_S`` if that is more (below a few seconds of profiling the cost is moot and
+  a fit needs a handful of runs);
+* when the design is complete or the next point would not finish inside the time box.
+
+The next point is the one that narrows the full-scale prediction most per second
+(profiler.design). Progress reports say why the session stopped (``Progress.stopped``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +27,14 @@ from d2c.errors import UsageError, WorkError
 from d2c.transport.base import Host
 from profiler.design import ExperimentDesign
 from profiler.experiment import SamplerFactory, run_point
-from profiler.model import fit_model
+from profiler.model import FittedModel, fit_model
 from profiler.runs import RunRecord
+
+PROFILE_SHARE = 0.05
+MIN_PROFILE_S = 20.0
+MIN_STABLE = 0.02
+MIN_POINTS_TO_STOP = 5
+QUICK_BOOTSTRAP = 50
 
 
 @dataclass(frozen=True)
@@ -23,6 +45,8 @@ class Progress:
     planned: int
     full_scale_estimate_s: float | None
     current: str
+    stopped: str | None = None
+    """Why the session ended early (stable prediction, profiling share), None otherwise."""
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -51,13 +75,16 @@ def profile_app(
     box_end = started + max_time_s
     runs: list[RunRecord] = []
     estimate: float | None = None
+    model: FittedModel | None = None
+    previous_p90: float | None = None
+    target = (spec.full_scale, float(max(spec.workers)))
 
-    def report(current: str) -> None:
+    def report(current: str, stopped: str | None = None) -> None:
         if on_progress is not None:
-            on_progress(Progress(len(runs), design.planned, estimate, current))
+            on_progress(Progress(len(runs), design.planned, estimate, current, stopped))
 
     while True:
-        point = design.next_point(runs, box_end - time.monotonic())
+        point = design.next_point(runs, box_end - time.monotonic(), model, target)
         if point is None:
             break
         label = f"scale {point.scale:g}, {point.workers} workers, run {point.repeat}"
@@ -84,14 +111,32 @@ def profile_app(
                 f"the app exited with status {outcome.result.exit_status} at {label} "
                 f"({spec.render(point.scale, point.workers)!r}); its stderr ends: {tail}"
             )
-        estimate = _full_scale_estimate(runs, spec, host_memory_mb)
+        model = _fit(runs, spec, host_memory_mb)
+        if model is None:
+            report(label)
+            continue
+        p90 = model.runtime(*target).p90
+        estimate = model.runtime(*target).p50
+        spent = time.monotonic() - started
+        repeated = model.noise > 0 and len({(r.scale, r.workers) for r in runs if r.fitted}) >= MIN_POINTS_TO_STOP
+        stable = max(model.noise, MIN_STABLE)
+        if previous_p90 and repeated and abs(p90 / previous_p90 - 1.0) < stable:
+            report(label, f"the full-scale p90 moved {abs(p90 / previous_p90 - 1.0):.1%} with the last run, less than the {stable:.1%} noise between repeats")
+            break
+        if spent >= max(PROFILE_SHARE * estimate, MIN_PROFILE_S):
+            report(label, f"profiling took {spent:.0f}s, {PROFILE_SHARE:.0%} of the predicted full run ({estimate:.0f}s)")
+            break
+        previous_p90 = p90
         report(label)
     return runs
 
 
-def _full_scale_estimate(runs: list[RunRecord], spec: ProfileSpec, host_memory_mb: float | None) -> float | None:
+def _fit(runs: list[RunRecord], spec: ProfileSpec, host_memory_mb: float | None) -> FittedModel | None:
+    """The model of the runs so far (a quick bootstrap), None while too few to fit or to
+    predict the full scale."""
     try:
-        model = fit_model([r.observation(host_memory_mb) for r in runs if r.fitted], spec.full_scale, bootstrap_samples=0)
+        model = fit_model([r.observation(host_memory_mb) for r in runs if r.fitted], spec.full_scale, bootstrap_samples=QUICK_BOOTSTRAP)
+        model.check_scale(spec.full_scale)
     except UsageError:
         return None
-    return model.point(spec.full_scale, max(spec.workers))
+    return model

@@ -96,13 +96,13 @@ def test_spot_wins_when_allowed_and_pays_for_interruptions():
 
 
 def test_a_mix_beats_every_single_type():
-    # Speed 1.0 per arm64 vCPU: A = 4 workers for $0.16/h, B = 2 workers for $0.09/h.
+    # Speed 1.0 per vCPU (the c5 family figure, whole cores as arm64): A = 4 workers for $0.16/h, B = 2 workers for $0.09/h.
     # T = 2000 + 40000/W must meet 6300 s with at most 3 instances: W >= 10 (2A + B) or 12 (3A).
-    offers = [offer("zz.a", 4, 16, 0.16, arch="arm64"), offer("zz.b", 2, 8, 0.09, arch="arm64")]
+    offers = [offer("c5.a", 4, 16, 0.16, arch="arm64"), offer("c5.b", 2, 8, 0.09, arch="arm64")]
     model = AmdahlModel(serial_s=2000.0, parallel_s=40_000.0, spread=1.0)
     limits = Limits(budget_usd=10, deadline_s=6300, max_instances=3, market="on-demand")
     result = plan_with(offers, model, limits)
-    assert mix(result.plans[0]) == {("app", "zz.a", "on-demand"): 2, ("app", "zz.b", "on-demand"): 1}
+    assert mix(result.plans[0]) == {("app", "c5.a", "on-demand"): 2, ("app", "c5.b", "on-demand"): 1}
     catalog = Catalog(tuple(offers), "test", NOW)
     subs = planning.build_problem(model, catalog, SINGLE, limits, scale=1.0, rules=PLAIN)
     single = min(cost for sub in subs for *_, cost in homogeneous_bests(sub, budget_usd=10, deadline_s=6300))
@@ -110,11 +110,11 @@ def test_a_mix_beats_every_single_type():
 
 
 def test_homogeneous_flag_keeps_one_type():
-    offers = [offer("zz.a", 4, 16, 0.16, arch="arm64"), offer("zz.b", 2, 8, 0.09, arch="arm64")]
+    offers = [offer("c5.a", 4, 16, 0.16, arch="arm64"), offer("c5.b", 2, 8, 0.09, arch="arm64")]
     model = AmdahlModel(serial_s=2000.0, parallel_s=40_000.0, spread=1.0)
     limits = Limits(budget_usd=10, deadline_s=6300, max_instances=3, market="on-demand", homogeneous=True)
     best = plan_with(offers, model, limits).plans[0]
-    assert mix(best) == {("app", "zz.a", "on-demand"): 3}
+    assert mix(best) == {("app", "c5.a", "on-demand"): 3}
 
 
 def test_the_master_is_sized_for_its_ranks_and_the_master_process():

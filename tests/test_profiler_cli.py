@@ -35,12 +35,17 @@ def error_line(result: subprocess.CompletedProcess) -> str:
 
 def test_import_fits_desktop_and_cloud_runs_then_show_and_predict(tmp_path):
     (tmp_path / "runs.csv").write_text(GOOD_CSV)
-    imported = d2c("profile", "import", "runs.csv", cwd=tmp_path)
+    # The desktop rows were measured on a machine scoring 1.4 c5 cores, not on this one.
+    imported = d2c("profile", "import", "runs.csv", "--host-speed", "1.4", cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
+    assert "imported 7 runs" in imported.stdout and "a new profile" in imported.stdout
     profile = json.loads((tmp_path / "profile.json").read_text())
-    assert profile["version"] == 1 and len(profile["runs"]) == 7
+    assert profile["version"] == 2 and len(profile["runs"]) == 7
     cloud = profile["runs"][-1]
     speed = profile["host"]["speed"]
+    assert (speed, profile["host"]["speed_basis"]) == (1.4, "given")
+    # One c5.xlarge holds 8 GiB: the run records its host's memory for the memory regime.
+    assert cloud["host_memory_mb"] == pytest.approx(8 * 1024)
     # 2 x c5.xlarge = 8 vCPUs, 4 workers started, each an x86 hyper-thread (0.6 core) of a c5 core.
     assert cloud["workers"] == pytest.approx(4 * 0.6 / speed, rel=1e-3)
     assert (cloud["instance_type"], cloud["count"], cloud["source"]) == ("c5.xlarge", 2, "import")
@@ -60,8 +65,14 @@ def test_import_fits_desktop_and_cloud_runs_then_show_and_predict(tmp_path):
     assert answer["memory_mb"]["per_worker"] == pytest.approx(310, rel=0.15)
     assert answer["memory_mb"]["per_host"] >= 4 * answer["memory_mb"]["per_worker"]
     assert "hyper-thread" in answer["assumptions"] and answer["profile"].startswith("sha256:")
+    # Said out loud: 8 instances are far more workers than any measured run had.
+    extrapolation = answer["extrapolation"]
+    assert extrapolation["beyond"] and extrapolation["workers_factor"] > 5
+    assert f"{answer['effective_workers']:.3g} effective workers" in extrapolation["text"] and "the most measured" in extrapolation["text"]
+    assert answer["speed_basis"] == "c5: family table (c5)"
     human = d2c("predict", "--type", "c5.xlarge", "--count", "8", cwd=tmp_path)
     assert human.returncode == 0 and "p90" in human.stdout and "assumes" in human.stdout
+    assert "extrapolates" in human.stdout and "the most measured" in human.stdout
 
 
 def test_import_into_an_existing_profile_adds_to_its_runs(tmp_path):
@@ -116,7 +127,8 @@ def test_profile_stops_at_an_app_failure_and_shows_its_stderr(tmp_path):
 def test_an_app_that_never_finishes_is_killed_at_the_box_and_kept_as_partial(tmp_path):
     command = "python3 -c \"import time; time.sleep(1000 if {scale} > 0.25 else {scale}/{workers})\""
     write_app(tmp_path, command, scales=[0.05, 0.1, 0.2, 0.4], workers=[1, 2], full_scale=1.0, repeats=1)
-    result = d2c("profile", "--max-time", "4s", cwd=tmp_path)
+    # 8 s leaves room for the runs below scale 0.4 on a busy machine (each starts a Python).
+    result = d2c("profile", "--max-time", "8s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = json.loads((tmp_path / "profile.json").read_text())["runs"]
     partial = [r for r in runs if r["status"] == "partial"]

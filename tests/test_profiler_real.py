@@ -49,7 +49,7 @@ def check_extrapolation(folder: Path, command: str, scale: float, workers: int) 
     """
     profile_ = load_profile(folder / "profile.json")
     predicted = profile_.predictor.runtime(scale, workers).p50
-    reference = max(r.scale for r in profile_.runs)
+    reference = max(r.scale for r in profile_.runs if r.workers == float(workers))
     profiled = min(r.own_wall_s for r in profile_.runs if (r.scale, r.workers) == (reference, float(workers)))
     host = LocalHost(root=folder)
     seen = []
@@ -71,8 +71,12 @@ def test_xz_profiled_up_to_8_mib_predicts_16_mib(xz_app):
     assert "model" in result.stdout
     document = json.loads((xz_app / "profile.json").read_text())
     runs = document["runs"]
-    assert {(r["scale"], r["workers"]) for r in runs} == {(s, w) for s in (2, 4, 8) for w in (1.0, 2.0)}
-    assert all(r["summary"]["cpu_user_s"] > 0 for r in runs if r["scale"] == 8)
+    # The session may stop before the whole design once the full-scale p90 is stable (or
+    # profiling costs 5 % of the predicted run); it has climbed at least two scales, both counts.
+    points = {(r["scale"], r["workers"]) for r in runs}
+    assert {(2, 1.0), (2, 2.0)} <= points and len({s for s, _ in points}) >= 2
+    assert points <= {(s, w) for s in (2, 4, 8) for w in (1.0, 2.0)}
+    assert all(r["summary"]["cpu_user_s"] > 0 for r in runs)
     assert document["host"]["logical_cores"] >= 1 and document["host"]["speed"] > 0
     check_extrapolation(xz_app, XZ_COMMAND, 16, 1)
     check_extrapolation(xz_app, XZ_COMMAND, 16, 2)
@@ -81,7 +85,7 @@ def test_xz_profiled_up_to_8_mib_predicts_16_mib(xz_app):
 def test_process_pool_profiled_up_to_scale_1_predicts_scale_4(pool_app):
     profile(pool_app)
     document = json.loads((pool_app / "profile.json").read_text())
-    two_workers = [r for r in document["runs"] if r["workers"] == 2.0 and r["scale"] == 1.0]
+    two_workers = [r for r in document["runs"] if r["workers"] == 2.0]
     # The pool's tree: the shell exec'd into python, plus two worker processes.
     assert two_workers and max(r["summary"]["max_processes"] for r in two_workers) >= 3
     assert all(r["summary"]["worker_rss_mb"] for r in two_workers)
@@ -131,8 +135,8 @@ def test_profiling_over_ssh_reads_proc_in_the_remote_host(tmp_path, sshd, client
     document = json.loads((folder / "profile.json").read_text())
     assert document["host"]["name"].endswith(f":{sshd.port}") or str(sshd.port) in document["host"]["name"]
     runs = document["runs"]
-    assert len(runs) == 6 and all(r["status"] == "ok" for r in runs)
-    largest = [r for r in runs if r["scale"] == 1.0 and r["workers"] == 2.0][0]
+    assert len(runs) >= 4 and all(r["status"] == "ok" for r in runs)
+    largest = max((r for r in runs if r["workers"] == 2.0), key=lambda r: r["scale"])
     sampled = largest["summary"]
     assert sampled["samples"] >= 2 and sampled["max_processes"] >= 3 and sampled["cpu_user_s"] > 0.2
     assert 0.0 <= largest["contention"] < 1.0

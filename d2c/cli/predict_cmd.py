@@ -7,7 +7,14 @@
      "runtime_s": {"p50": 812.4, "p90": 873.0},
      "memory_mb": {"per_worker": 130.2, "master": 60.0, "per_host": 580.8, "host_memory": 8192.0},
      "spill_factor": 1.0,
+     "extrapolation": {"beyond": true, "workers_factor": 9.6, "scale_factor": 12.5,
+                       "measured_workers": [1, 2], "measured_scales": [0.02, 0.08],
+                       "text": "19.2 effective workers, 9.6x the most measured (2); scale 1, 12.5x the largest measured (0.08)"},
+     "speed_basis": "c5: family table (c5)",
      "model": "amdahl (s)", "profile": "sha256:…", "assumptions": "…"}
+
+A profile measured at one scale predicts that scale only: another ``--scale`` is refused (exit 2).
+A family without a speed basis (profiler.fleet) is refused too, naming why.
 """
 
 from __future__ import annotations
@@ -56,12 +63,15 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
         raise UsageError(f"--type: {instance_type!r} is not in the instance catalog; check the name (e.g. c5.xlarge) or run 'd2c catalog refresh'")
     family, arch, vcpus, memory_mb = facts[instance_type]
     capacity = instance_capacity(family, arch, vcpus, profile.host.speed)
+    if not capacity.known:
+        raise UsageError(f"--type: {instance_type}: {capacity.basis}; choose a type whose family d2c can rate (e.g. c5.xlarge)")
     workers = count * capacity.effective_workers
     model = profile.predictor
     estimate = model.runtime(scale, workers, host_memory_mb=memory_mb, workers_per_host=capacity.workers_per_instance)
     memory = model.memory(scale, workers)
     per_host = memory.per_host_mb(capacity.workers_per_instance, includes_master=True)
     spill = model.spill_factor(scale, workers, memory_mb, capacity.workers_per_instance)
+    extrapolation = model.extrapolation(scale, workers)
     result = {
         "instance_type": instance_type,
         "count": count,
@@ -77,6 +87,8 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
             "host_memory": round(memory_mb, 1),
         },
         "spill_factor": round(spill, 3),
+        "extrapolation": extrapolation.to_dict(),
+        "speed_basis": capacity.basis,
         "model": model.name,
         "profile": profile.digest,
         "assumptions": assumptions_text(),
@@ -90,7 +102,11 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
     out.print(f"memory   {memory.per_worker_mb:.0f} MB per worker, {per_host:.0f} MB per host (master {memory.master_mb:.0f} MB) of {memory_mb:.0f} MB")
     if spill > 1.0:
         out.print(f"[yellow]the working set does not fit in memory: runtime x{spill:.2f} for spilling[/yellow]")
-    out.print(f"model    {model.name} (profile {profile.digest[:19]})")
+    if extrapolation.beyond:
+        out.print(f"[yellow]extrapolates {extrapolation.text}[/yellow]")
+    else:
+        out.print(f"range    {extrapolation.text}")
+    out.print(f"model    {model.name} (profile {profile.digest[:19]}); speed {capacity.basis}")
     out.print(f"assumes  {assumptions_text()}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -46,7 +47,11 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
         with progress(box_s=box, status_below=True) as bar:
             task = bar.add_task("profiling", total=len(spec.scales) * len(spec.workers) * spec.repeats, status="starting")
 
+            stopped: list[str] = []
+
             def on_progress(update) -> None:
+                if update.stopped:
+                    stopped.append(update.stopped)
                 guess = f"full scale ≈ {format_duration(update.full_scale_estimate_s)}" if update.full_scale_estimate_s else "full scale: not yet"
                 bar.update(task, completed=update.done, total=update.planned, status=f"now {update.current} · {guess}")
 
@@ -76,8 +81,12 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
     out.print(f"profiled {len(runs) - len(partial)} runs" + (f" ({len(partial)} partial, killed at the time box)" if partial else "") + f" on {facts.name} ({facts.cpu_model}, speed {facts.speed:g} x c5 core)")
     out.print(f"model {model.name}; full scale {spec.full_scale:g} with {top} workers here: p50 {estimate.p50:.1f} s, p90 {estimate.p90:.1f} s")
     out.print(f"wrote {output} ({result.digest[:19]})")
+    for line in model.excluded:
+        note(f"note: {line}")
     skipped = skipped_points(spec, runs)
-    if skipped:
+    if skipped and stopped:
+        out.print(f"stopped early: {stopped[-1]}; skipped {skipped}")
+    elif skipped:
         out.print(f"skipped {skipped} — the {max_time} time box ran out before them; raise --max-time to measure them")
 
 
@@ -141,22 +150,37 @@ def _open_host(descriptor):
 @click.argument("runs_csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=_DEFAULT_PROFILE, show_default=True)
 @click.option("-f", "--file", "descriptor_path", type=click.Path(path_type=Path), default=None, help="the descriptor (default ./d2c.yaml, if present)")
-def import_runs(runs_csv: Path, output: Path, descriptor_path: Path | None) -> None:
-    """Fit the model from recorded runs (RUNS.csv), added to OUTPUT's runs if it exists."""
-    from d2c.cli.output import console
+@click.option("--replace", is_flag=True, help="start OUTPUT over with these runs instead of adding to it")
+@click.option("--host-speed", type=float, default=None, help="single-core speed (c5 core = 1.0) of the machine the desktop runs were measured on")
+def import_runs(runs_csv: Path, output: Path, descriptor_path: Path | None, replace: bool, host_speed: float | None) -> None:
+    """Fit the model from recorded runs (RUNS.csv), added to OUTPUT's runs if it exists.
+
+    Rows with an instance_type ran on EC2 and need no desktop speed score. Other rows are taken
+    as measured on this machine (scored now) unless --host-speed gives their machine's score.
+    """
+    from d2c.cli.output import console, note
     from d2c.cli.predict_cmd import lookup_instances
-    from d2c.transport.local import LocalHost
-    from profiler.host_facts import measure_host
     from profiler.profile_file import build_profile, load_profile, save_profile
     from profiler.runs_csv import parse_runs_csv, read_instance_types
 
-    existing = load_profile(output) if output.exists() else None
-    host = existing.host if existing else measure_host(LocalHost())
+    if host_speed is not None and not (math.isfinite(host_speed) and 0 < host_speed < 100):
+        raise UsageError(f"--host-speed: {host_speed:g} must be a positive single-core speed (a c5 core is 1.0)")
+    existing = load_profile(output) if output.exists() and not replace else None
     types = read_instance_types(runs_csv)
-    instances = {name: facts[:3] for name, facts in lookup_instances(types).items()} if types else {}
-    imported = parse_runs_csv(runs_csv, instances, host.speed)
+    instances = lookup_instances(types) if types else {}
+    provisional = parse_runs_csv(runs_csv, instances, 1.0)
+    desktop_rows = sum(r.instance_type is None for r in provisional)
+    host, host_note = _import_host(existing, host_speed, desktop_rows)
+    imported = parse_runs_csv(runs_csv, instances, host.speed) if host.speed != 1.0 else provisional
+    held = list(existing.runs) if existing else []
+    seen = {_run_key(r) for r in held}
+    new = [r for r in imported if _run_key(r) not in seen]
+    skipped = len(imported) - len(new)
+    if existing and not new:
+        console().print(f"nothing new: all {len(imported)} runs of {runs_csv} are already in {output} ({len(held)} runs); left it as it was")
+        return
     if existing:
-        app, full_scale, runs = existing.app, existing.full_scale, [*existing.runs, *imported]
+        app, full_scale = existing.app, existing.full_scale
     else:
         app, full_scale = runs_csv.stem, max(r.scale for r in imported)
         descriptor_file = descriptor_path or Path("d2c.yaml")
@@ -167,10 +191,43 @@ def import_runs(runs_csv: Path, output: Path, descriptor_path: Path | None) -> N
             app = descriptor.name
             if descriptor.profile is not None:
                 full_scale = descriptor.profile.full_scale
-        runs = imported
-    result = build_profile(app, full_scale, host, runs)
+    result = build_profile(app, full_scale, host, [*held, *new])
     save_profile(output, result)
-    console().print(f"imported {len(imported)} runs from {runs_csv}; model {result.predictor.name}; wrote {output} ({result.digest[:19]})")
+    before = f"it held {len(held)}" if existing else ("replaced its runs" if replace and output.exists() else "a new profile")
+    duplicates = f", {skipped} exact duplicates skipped" if skipped else ""
+    out = console()
+    out.print(f"imported {len(new)} runs from {runs_csv} into {output} ({before}{duplicates}); now {len(result.runs)} runs; model {result.predictor.name}; wrote {result.digest[:19]}")
+    if host_note:
+        note(host_note)
+    for line in result.predictor.excluded:
+        note(f"note: {line}")
+
+
+def _run_key(record) -> tuple:
+    """What makes two runs the same measurement (the same CSV row imported twice)."""
+    return (record.scale, record.workers, round(record.wall_s, 4), record.instance_type, record.count, record.repeat, record.peak_rss_mb, record.input_mb)
+
+
+def _import_host(existing, host_speed: float | None, desktop_rows: int):
+    """The host facts an import is fitted with, and a note saying where its speed came from."""
+    from profiler.host_facts import HostFacts
+
+    if existing is not None:
+        if host_speed is not None and abs(host_speed - existing.host.speed) > 1e-9:
+            raise UsageError(f"--host-speed: {host_speed:g}, but the profile's runs were counted at speed {existing.host.speed:g}; use --replace to start over at the new speed")
+        return existing.host, None
+    if host_speed is not None:
+        return HostFacts("elsewhere", "unknown", 1, 1, 0.0, host_speed, None, None, speed_basis="given"), None
+    if desktop_rows == 0:
+        return HostFacts("cloud runs", "EC2", 1, 1, 0.0, 1.0, None, None, speed_basis="cloud runs"), None
+    from d2c.transport.local import LocalHost
+    from profiler.host_facts import measure_host
+
+    host = measure_host(LocalHost())
+    return host, (
+        f"note: {desktop_rows} runs without an instance_type are taken as measured on this machine, scored now at "
+        f"{host.speed:g} x c5 core (spread {host.speed_spread:.0%}); pass --host-speed if they were measured elsewhere"
+    )
 
 
 @profile.command("show")
@@ -188,7 +245,7 @@ def show(profile_path: Path, plot: Path | None) -> None:
     host = profile.host
     out = console()
     out.print(f"[bold]{profile.app}[/bold]: {profile_path} ({profile.digest[:19]}), full scale {profile.full_scale:g}")
-    out.print(f"host {host.name}: {host.cpu_model}, {host.physical_cores} cores ({host.logical_cores} logical), {host.memory_mb:.0f} MB, speed {host.speed:g} x c5 core")
+    out.print(f"host {host.name}: {host.cpu_model}, {host.physical_cores} cores ({host.logical_cores} logical), {host.memory_mb:.0f} MB, speed {host.speed:g} x c5 core ({host.speed_basis}" + (f", spread {host.speed_spread:.0%})" if host.speed_spread else ")"))
     runs = Table(title="runs")
     for column in ("scale", "workers", "wall s", "own s", "fit s", "cpu s", "MB/worker"):
         runs.add_column(column, justify="right")
@@ -226,6 +283,10 @@ def show(profile_path: Path, plot: Path | None) -> None:
             "chosen" if c.name == model.name else "",
         )
     out.print(fits)
+    noise = f"noise between repeats {model.noise:.1%} (sd of ln wall)" if model.noise else "no repeats (noise between repeats unknown)"
+    out.print(f"{noise}; p90 from out-of-sample errors at the {model.interval.level:.1%} level" + (f", host speed spread {model.interval.speed_spread:.0%}" if model.interval.speed_spread else ""))
+    for line in model.excluded:
+        out.print(f"[yellow]left out: {line}[/yellow]")
     memory = model.memory_model
     out.print(f"memory: per worker {memory.per_worker[0]:.1f} + {memory.per_worker[1]:.1f}·s MB, master {memory.master[0]:.1f} + {memory.master[1]:.1f}·s MB")
     if plot is not None:
