@@ -2,7 +2,7 @@
 
 The status line says where the run stands against what was promised::
 
-    running 0:04:07 · ETA 0:01:03 (p90 0:02:23) · deadline in 0:05:53 · spent $0.0123 of $0.50 · stops at $0.45
+    running 0:04:07 · ETA 0:01:03 (p90 0:02:23) · spent $0.0123 of $0.50, watchdog stops at $0.45 · deadline in 0:05:53
 
 * elapsed time runs from the run's start, as the plan's predicted time does (launch to outputs
   back, boot and setup included), so ``ETA`` is the plan's p50 less the elapsed time, then its
@@ -13,8 +13,9 @@ The status line says where the run stands against what was promised::
   outputs and tearing down (:meth:`executor.watchdog.Watchdog.reserve_usd`: the fleet's hourly
   price over the reserve time, plus the egress of the expected outputs).
 
-When the terminal is narrow the parts take their short forms (``ETA 0:01:03``, ``$0.0123/$0.50``,
-``stop $0.45``), least needed first, and only then does a part go; names and numbers are never cut.
+When the terminal is narrow the parts take their short forms (``ETA 0:01:03``,
+``$0.0123/$0.50 stop $0.45``, ``deadline 0:05:53``), least needed first, and only then does a
+part go; names and numbers are never cut.
 
 Below it, one row per transfer or step: uploads in bytes with rich's DownloadColumn and
 TransferSpeedColumn, provisioning steps and fetched outputs as counts. A row goes when its step
