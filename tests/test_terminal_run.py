@@ -196,7 +196,7 @@ def test_profile_at_80_columns_counts_runs_against_the_time_box(tmp_path):
 
 
 def test_skipped_runs_are_named_by_point():
-    from d2c.cli.profile_cmds import skipped_points
+    from d2c.cli.profile_progress import skipped_points
     from d2c.descriptor import ProfileSpec
     from profiler.runs import RunRecord
 
