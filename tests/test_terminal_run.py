@@ -216,8 +216,16 @@ def test_skipped_runs_are_named_by_point():
 
 def test_status_json_and_table_after_a_rehearsal(montecarlo_project):
     write_plans(montecarlo_project / "plans.json", "montecarlo", [("master", 1, 2)], budget_usd=3.0, deadline_s=3600)
+    rows = ["scale,workers,wall_s"] + [f"{s},{w},{0.2 + 40 * s / w:.3f}" for s in (0.02, 0.05, 0.1) for w in (1, 2)]
+    (montecarlo_project / "runs.csv").write_text("\n".join(rows) + "\n")
+    assert d2c("profile", "import", "runs.csv", cwd=montecarlo_project).returncode == 0
     done = d2c("run", "--provider", "local", "--poll", "0.2", cwd=montecarlo_project)
     assert done.returncode == 0, done.stderr
+    from profiler.profile_file import load_profile
+
+    here = load_profile(montecarlo_project / "profile.json").predictor.runtime(0.01, 2)
+    compared = next(line for line in done.stdout.splitlines() if line.startswith("on this machine the app took "))
+    assert f"the profile predicts p50 {here.p50:.1f} s, p90 {here.p90:.1f} s here at scale 0.01 with 2 workers" in compared
     shown = json.loads(d2c("status", "--json", cwd=montecarlo_project).stdout)
     assert shown["version"] == 1
     [row] = shown["runs"]
