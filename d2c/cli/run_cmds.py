@@ -71,6 +71,12 @@ def _finish(result) -> None:
 
         for line in report_lines(load_report(Path(result.report_path).parent)):
             click.echo(line)
+        from d2c.cli.run_display import rehearsal_line
+        from executor.journal import open_journal
+
+        compared = rehearsal_line(open_journal().run(result.run_id))
+        if compared:
+            click.echo(compared)
     if result.outcome == "succeeded":
         click.echo(f"run {result.run_id} succeeded; report: {result.report_path}")
         return
