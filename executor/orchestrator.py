@@ -713,7 +713,7 @@ class Orchestrator:
             raise
         except Exception as exc:  # noqa: BLE001 - fetching is a courtesy on the way to the teardown
             text = exc.message if isinstance(exc, D2CError) else f"{type(exc).__name__}: {exc}"
-            self._note(run, "fetch-failed", f"could not fetch outputs: {text}")
+            self._note(run, "fetch-failed", f"outputs not fetched: {text}")
 
     def _fetch(self, run: _Run) -> None:
         master = run.master()
@@ -770,7 +770,10 @@ class Orchestrator:
         if done.replaced and not quiet:
             self._note(run, "output-replaced", f"{done.replaced} file(s) already in {target} were replaced by this run's")
         fetched = not (done.skipped and done.files == 0 and done.links == 0)
-        return {"remote": remote, "local": str(target), "fetched": fetched, "skipped": done.skipped, "bytes": done.bytes}
+        entry = {"remote": remote, "local": str(target), "fetched": fetched, "bytes": done.bytes}
+        if done.skipped:
+            entry["skipped"] = done.skipped
+        return entry
 
     def _stop_fetching(self, run: _Run, message: str, left: list[str]) -> None:
         """Fetching outran the budget or deadline: the run is stopped, whatever the app's outcome was."""

@@ -209,5 +209,5 @@ def check_expected(label: str, expected: PublicKey, presented: PublicKey) -> Non
     if presented != expected:
         raise HostKeyMismatch(
             f"{label}: ssh host key has changed: the host presented {presented.key_type} {presented.fingerprint}, but "
-            f"{expected.key_type} {expected.fingerprint} is pinned for it; connection refused"
+            f"{expected.key_type} {expected.fingerprint} was expected; connection refused"
         )
