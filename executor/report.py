@@ -13,7 +13,7 @@ Format (``version`` 1)::
                     "launched_at", "ended_at", "cost_usd"}],
      "predicted": {"time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}, "boot_setup_s": seconds of
                    the predicted time allowed for boot, contextualization and uploads},
-     "outputs": [{"remote", "local", "fetched": bool, "skipped": ["<path>: <why>", …]}],
+     "outputs": [{"remote", "local", "fetched": bool, "skipped": ["<path>: <why>", …] (when any)}],
      "calibrated": bool}
 
 ``skipped`` names every entry of an output that was not brought back (a link leading out of the

@@ -101,7 +101,7 @@ SCRIPT_APP = {
 
 
 def _project(tmp_path: Path, command: str, roles: list[tuple[str, int, int]], *, market: str = "on-demand") -> Path:
-    role_lines = "".join(f"  - {{name: {name}, image: app, user: root{', command: ' + command if name == 'master' else ''}}}\n" for name, _c, _w in roles)
+    role_lines = "".join(f"  - {{name: {name}, image: app, user: root, count: {count}{', command: ' + command if name == 'master' else ''}}}\n" for name, count, _w in roles)
     project = app_project(tmp_path, "script", SCRIPT_APP, "roles:\n" + role_lines + "outputs:\n  - {remote: out, local: results}\n")
     write_plans(project / "plans.json", "script", roles, market=market, budget_usd=5.0)
     return project

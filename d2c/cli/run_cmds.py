@@ -111,7 +111,8 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
     """
     from d2c.descriptor import load_descriptor
     from executor.journal import open_journal
-    from executor.orchestrator import Orchestrator, check_run_input, start_with_fallback
+    from executor.orchestrator import Orchestrator, start_with_fallback
+    from executor.run_input import check_run_input
     from executor.run_lock import acquire_run_lock
     from planner.plans import load_plans
 
