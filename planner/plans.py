@@ -9,10 +9,19 @@ Format (``version`` 1)::
                 "output_gb": 0.0},
      "plans": [{"rank": 1, "region": "us-east-1", "why": "…", "on_frontier": true,
                 "time_s": {"p50": …, "p90": …}, "cost_usd": {"p50": …, "p90": …},
+                "zone": "us-east-1a" | null,
+                "cost_breakdown": {"compute": …, "ebs": …, "public_ipv4": …, "egress": …,
+                                   "snapshots": …, "cpu_credits": …},
                 "roles": [{"role": "master", "instance_type": "c6i.xlarge", "count": 1,
                            "market": "on-demand", "region": "us-east-1", "vcpus": 4,
                            "memory_gib": 8.0, "arch": "x86_64", "price_usd_h": 0.17,
-                           "workers_per_instance": 4}, …]}, …]}
+                           "workers_per_instance": 4, "on_demand_usd_h": 0.17,
+                           "cpu_credits": null, "zone": null, "root_gb": 8.0}, …]}, …]}
+
+``cost_breakdown`` is the p50 cost by what AWS bills (``planner.billing``); its items add up to
+``cost_usd.p50``. ``zone`` is the Availability Zone a spot price came from (null: the launch
+picks the zone). ``cpu_credits`` is the credit mode a burstable type was priced with and is
+launched in; ``price_usd_h`` includes its surplus credits in ``unlimited`` mode.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from d2c.errors import UsageError
+from planner.billing import CostBreakdown
 from profiler.prediction import Estimate
 
 PLANS_VERSION = 1
@@ -44,6 +54,14 @@ class RoleAllocation:
     arch: str
     price_usd_h: float
     workers_per_instance: int
+    on_demand_usd_h: float | None = None
+    """The type's on-demand price: a spot launch's ``MaxPrice``."""
+    cpu_credits: str | None = None
+    """``standard`` or ``unlimited`` for a burstable type (what the launch asks for)."""
+    zone: str | None = None
+    """The Availability Zone whose spot price was planned with; None: any zone of the region."""
+    root_gb: float | None = None
+    """Root volume per instance, GB, from the role's image (None: the default)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,14 @@ class Plan:
     cost_usd: Estimate
     why: str
     on_frontier: bool = False
+    breakdown: CostBreakdown | None = None
+    """The p50 cost by item; None in plans made before it was recorded."""
+
+    @property
+    def zone(self) -> str | None:
+        """The one zone the plan was priced in, when its spot prices came from one."""
+        zones = {a.zone for a in self.roles if a.zone}
+        return zones.pop() if len(zones) == 1 else None
 
     @property
     def instance_count(self) -> int:
@@ -119,6 +145,8 @@ class PlanSet:
                     "on_frontier": p.on_frontier,
                     "time_s": asdict(p.time_s),
                     "cost_usd": asdict(p.cost_usd),
+                    "zone": p.zone,
+                    "cost_breakdown": p.breakdown.to_dict() if p.breakdown is not None else None,
                     "roles": [asdict(a) for a in p.roles],
                 }
                 for p in self.plans
@@ -160,6 +188,7 @@ def load_plans(path: Path) -> PlanSet:
                 time_s=Estimate(**p["time_s"]),
                 cost_usd=Estimate(**p["cost_usd"]),
                 roles=tuple(RoleAllocation(**a) for a in p["roles"]),
+                breakdown=CostBreakdown(**p["cost_breakdown"]) if p.get("cost_breakdown") else None,
             )
             for p in raw["plans"]
         )

@@ -154,6 +154,8 @@ class Subproblem:
     max_instances: int | None = None
     homogeneous: bool = False
     lower_bounds: dict = field(default_factory=dict, repr=False)
+    rules: BillingRules = BillingRules()
+    """The billing rules the costs were priced with (for a plan's cost breakdown)."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,9 @@ def build_subproblems(
     for cand in candidates:
         by_key.setdefault((cand.region, cand.market), []).append(cand)
     subs = []
+    base_rules = rules
     for (region, market), cands in sorted(by_key.items()):
+        rules = base_rules.for_region(region)
         quota = (quotas or {}).get(region, {}).get(market)
         groups = []
         for group in (workers, master):
@@ -275,7 +279,7 @@ def build_subproblems(
             Subproblem(
                 region=region, market=market, levels=levels, workers=groups[0], master=groups[1],
                 fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
-                quota_vcpus=quota, max_instances=max_instances, homogeneous=homogeneous,
+                quota_vcpus=quota, max_instances=max_instances, homogeneous=homogeneous, rules=rules,
             )
         )
     return subs

@@ -15,7 +15,10 @@ from d2c.errors import UsageError
 _CONNECT_HELP = "reach instances at their public or private address (private: on a VPN into the VPC); env D2C_CONNECT"
 
 
-def _provider(name: str, *, region: str, connect: str | None, ssh_from: str | None, subnet: str | None, ssh_timeout: float | None = None):
+def _provider(
+    name: str, *, region: str, connect: str | None, ssh_from: str | None, subnet: str | None, ssh_timeout: float | None = None,
+    scheduler_role: str | None = None,
+):
     if name == "local":
         from executor.providers.local import LocalProvider
 
@@ -30,6 +33,7 @@ def _provider(name: str, *, region: str, connect: str | None, ssh_from: str | No
         connect=connect or os.environ.get("D2C_CONNECT", "public"),
         ssh_from=ssh_from,
         subnet_id=subnet or os.environ.get("D2C_SUBNET"),
+        scheduler_role=scheduler_role or os.environ.get("D2C_SCHEDULER_ROLE"),
         **options,
     )
 
@@ -129,7 +133,8 @@ def _finish(result) -> None:
 @click.option("--ssh-timeout", type=float, default=None, help="seconds to wait for each host's SSH (default 300)")
 @click.option("--poll", type=float, default=None, help="seconds between looks at the running app (default 2)")
 @click.option("--next-plan-on-capacity", "fallback", is_flag=True, help="if AWS lacks capacity or quota for the plan, try the next-ranked one")
-def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback):
+@click.option("--scheduler-role", default=None, metavar="ARN", help="IAM role EventBridge Scheduler assumes to terminate the run's instances at its bound (default: the role d2c-scheduler, if any; env D2C_SCHEDULER_ROLE)")
+def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, scheduler_role):
     """Carry out a plan: provision, upload, run the master, fetch outputs, tear down."""
     from d2c.descriptor import load_descriptor
     from executor.journal import open_journal
@@ -142,13 +147,13 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         descriptor = load_descriptor(Path(record.descriptor))
         planset = load_plans(Path(record.plans_file))
         plan = planset.plan(record.plan_rank)
-        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
+        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role)
         profile = profile_path or record.details.get("profile")
     else:
         descriptor = load_descriptor(descriptor_path)
         planset = load_plans(plans_path)
         plan = planset.plan(plan_rank)
-        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
+        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role)
         profile = profile_path or (descriptor.project_dir / "profile.json")
         if provider == "aws":
             from d2c.aws import have_credentials
@@ -171,7 +176,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
                 planset,
                 plan,
                 plans_path=plans_path,
-                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout),
+                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role),
                 fallback=fallback,
             )
     _finish(result)

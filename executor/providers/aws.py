@@ -1,20 +1,49 @@
 """The EC2 provider: launch a plan's instances, reach them over SSH, delete everything afterwards.
 
 Per run it creates a key pair (private key 0600 in the run folder), a security group open for SSH
-only to the caller's address and for all traffic inside the group, and the plan's instances
-(on-demand, or spot with ``MaxPrice`` set to the plan's recorded spot price, the rate the
-watchdog counts at) with the tags ``d2c:run``, ``d2c:role`` and ``Name``,
-``InstanceInitiatedShutdownBehavior=terminate`` and user-data that shuts the instance down after
-the dead-man minutes. Every resource goes into the journal as soon as AWS returns its id; teardown
-deletes what the journal lists and whatever else carries the run's tag, so resources a crash kept
-out of the journal are found too. Replacement hosts (after a spot interruption) reuse the run's
-key pair and security group.
+only to the caller's address and for all traffic inside the group, and the plan's instances, all
+in one Availability Zone (below), tagged ``d2c:run``, ``d2c:role`` and ``Name``. Every resource
+goes into the journal as soon as AWS returns its id; teardown deletes what the journal lists and
+whatever else carries the run's tag (``executor.leftovers``), so resources a crash kept out of the
+journal are found too. Replacement hosts (after a spot interruption) reuse the run's key pair,
+security group, zone and subnet.
+
+Launch parameters, each from AWS's RunInstances reference
+(https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html):
+
+* ``InstanceInitiatedShutdownBehavior=terminate``, so any of the dead-man bounds deletes the
+  instance, not just stops it; user-data that runs ``shutdown -h +N`` where cloud-init exists,
+  and for imported VM images the in-guest systemd timer baked at the run's bound
+  (``executor.image``), plus the server-side schedule of ``executor.scheduler`` when the account
+  has a role for it. The run's notes say which bounds it has.
+* ``CreditSpecification`` for burstable types (t2, t3, t3a, t4g): the credit mode the plan was
+  priced with (``standard`` unless it says ``unlimited``); without it AWS launches t3/t3a/t4g
+  as ``unlimited`` and bills surplus credits.
+* With ``connect="private"`` the network interface is given ``AssociatePublicIpAddress=False``:
+  no public IPv4 address is requested, so none is billed ($0.005 per address-hour).
+* Spot: ``MaxPrice`` is the type's on-demand price, a cap on surprises, not the planning price
+  (AWS advises against a low maximum: "your instances will be interrupted more frequently",
+  https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_SpotMarketOptions.html); the
+  instance's accrued price is the zone's actual spot price (``describe_spot_price_history``) at
+  launch and whenever the watchdog asks again.
+* ``MetadataOptions`` with ``HttpTokens=required`` (IMDSv2 only,
+  https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-IMDS-new-instances.html) and
+  an encrypted gp3 root volume (the account's default EBS KMS key,
+  https://docs.aws.amazon.com/ebs/latest/userguide/ebs-encryption.html).
+
+One zone per run: the zone the plan priced when it names one, else among the region's zones that
+offer every type of the plan (``describe_instance_type_offerings`` by zone) the one where the
+plan's spot instances are cheapest (the first for an on-demand plan); the default VPC's subnet
+there, or ``--subnet`` (whose zone then rules). Traffic between zones is billed and slows MPI,
+so every role and replacement goes to that subnet.
 
 Instances are reached at their public address, or at the private one with ``connect="private"``
 (``--connect private`` / ``D2C_CONNECT=private``: for users on a VPN into the VPC, and for the
 tests, whose stand-in instances live at private addresses on this machine). Host keys come from
-the console output when cloud-init printed them there, else they are pinned on first use in the
-run's own known_hosts (addresses are reused across runs, so pins never outlive the run).
+the console output when cloud-init printed them there, else they are pinned on first use in a
+known_hosts file of the instance's own (EC2 reuses private addresses, across runs and within one:
+a replacement host can get the address of the host it replaces, so a pin never outlives its
+instance).
 """
 
 from __future__ import annotations
@@ -31,8 +60,10 @@ from d2c.aws import aws_errors, client
 from d2c.errors import HostError, HostKeyMismatch, UsageError, WorkError
 from d2c.files import atomic_write_text
 from d2c.state import runs_dir
+from executor import leftovers as tagged
 from executor.journal import Journal, Resource
-from executor.providers.base import CapacityError, Machine, ProvisionRequest, machines_from_journal
+from executor.providers.base import BOOT_ALLOWANCE_S, CapacityError, Machine, ProvisionRequest, machines_from_journal
+from planner.billing import is_burstable, surplus_credit_usd_h
 
 RUN_TAG = "d2c:run"
 ROLE_TAG = "d2c:role"
@@ -50,7 +81,7 @@ _CAPACITY_CODES = {
 
 
 def spot_max_price(price_usd_h: float) -> str:
-    """The plan's recorded spot price as EC2's ``MaxPrice`` (rounded down, so AWS never bills above it)."""
+    """A price as EC2's ``MaxPrice`` string (rounded down, so AWS never bills above it)."""
     return str(Decimal(repr(price_usd_h)).quantize(Decimal("0.000001"), rounding=ROUND_DOWN))
 
 
@@ -102,6 +133,11 @@ def _public_key(private_key: Path) -> str:
     return f"{key.get_name()} {key.get_base64()}"
 
 
+def _known_hosts(machine: Machine) -> Path:
+    """Where the host key of ``machine`` is pinned on first use."""
+    return runs_dir() / machine.run_id / f"known_hosts-{machine.instance_id}"
+
+
 def _tags(run_id: str, role: str | None, name: str) -> list[dict[str, str]]:
     tags = [{"Key": RUN_TAG, "Value": run_id}, {"Key": "Name", "Value": name}]
     if role:
@@ -122,6 +158,8 @@ class AwsProvider:
         connect: str = "public",
         ssh_from: str | None = None,
         subnet_id: str | None = None,
+        scheduler_role: str | None = None,
+        use_scheduler: bool = True,
         running_timeout_s: float = 600.0,
         ssh_timeout_s: float = 300.0,
         terminate_timeout_s: float = 600.0,
@@ -133,6 +171,8 @@ class AwsProvider:
         self.connect = connect
         self.ssh_from = ssh_from
         self.subnet_id = subnet_id
+        self.scheduler_role = scheduler_role
+        self.use_scheduler = use_scheduler
         self.running_timeout_s = running_timeout_s
         self.ssh_timeout_s = ssh_timeout_s
         self.terminate_timeout_s = terminate_timeout_s
@@ -148,42 +188,19 @@ class AwsProvider:
     # -- provisioning ---------------------------------------------------------------------------
 
     def provision(self, request: ProvisionRequest, journal: Journal) -> list[Machine]:
-        """Key pair, security group, instances; then wait for them to run and answer SSH."""
+        """Key pair, security group, zone, instances, schedule; then wait for them to run and answer SSH."""
         run_id = request.run_id
         key_name = self._key_pair(request, journal)
         group_id = self._security_group(request, journal)
+        zone, subnet = self._zone_and_subnet(request, journal)
         images = self._images(request)
         launched: list[tuple[str, Any]] = []
         total = sum(a.count for a in request.allocations)
         for allocation in request.allocations:
             role = request.roles[allocation.role]
-            params: dict[str, Any] = {
-                "ImageId": images[allocation.role],
-                "InstanceType": allocation.instance_type,
-                "MinCount": allocation.count,
-                "MaxCount": allocation.count,
-                "KeyName": key_name,
-                "SecurityGroupIds": [group_id],
-                "InstanceInitiatedShutdownBehavior": "terminate",
-                "UserData": deadman_user_data(run_id, request.deadman_minutes),
-                "TagSpecifications": [
-                    {"ResourceType": "instance", "Tags": _tags(run_id, allocation.role, f"d2c {run_id} {allocation.role}")},
-                    {"ResourceType": "volume", "Tags": _tags(run_id, allocation.role, f"d2c {run_id} {allocation.role}")},
-                ],
-            }
-            if self.subnet_id:
-                params["SubnetId"] = self.subnet_id
-            if allocation.market == "spot":
-                params["InstanceMarketOptions"] = {
-                    "MarketType": "spot",
-                    # Capped at the price the watchdog accrues at, so the bill never outruns its count.
-                    "SpotOptions": {
-                        "SpotInstanceType": "one-time",
-                        "InstanceInterruptionBehavior": "terminate",
-                        "MaxPrice": spot_max_price(allocation.price_usd_h),
-                    },
-                }
+            params = self._launch_params(request, allocation, images[allocation.role], key_name, group_id, zone, subnet)
             instances = self._run_instances(params, allocation.instance_type)
+            price = self._launch_price(allocation, zone)
             first = request.first_index.get(allocation.role, 1)
             for index, instance in enumerate(sorted(instances, key=lambda i: i["AmiLaunchIndex"]), start=first):
                 name = f"{allocation.role}-{index}"
@@ -198,7 +215,9 @@ class AwsProvider:
                     "name": name,
                     "instance_type": allocation.instance_type,
                     "market": allocation.market,
-                    "price_usd_h": allocation.price_usd_h,
+                    "price_usd_h": price,
+                    "planned_price_usd_h": allocation.price_usd_h,
+                    "zone": zone,
                     "launched_at": instance["LaunchTime"].timestamp(),
                     "user": role.user,
                     "slots": allocation.workers_per_instance,
@@ -209,11 +228,179 @@ class AwsProvider:
             with aws_errors("naming the instances"):
                 for name, instance in launched[-len(instances):]:
                     self.ec2.create_tags(Resources=[instance["InstanceId"]], Tags=[{"Key": "Name", "Value": f"d2c {run_id} {name}"}])
+        self._bounds(request, journal, [i["InstanceId"] for _, i in launched])
         self._wait_running(request, journal, [i["InstanceId"] for _, i in launched])
         self._record_storage(run_id, journal)
         new_ids = {instance["InstanceId"] for _, instance in launched}
         self._wait_ssh(request, journal, [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids])
         return [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids]
+
+    def _launch_params(self, request: ProvisionRequest, allocation, image_id: str, key_name: str, group_id: str, zone: str | None, subnet: str | None) -> dict[str, Any]:
+        """RunInstances parameters for one role (the module docstring says why each is there)."""
+        run_id = request.run_id
+        name = f"d2c {run_id} {allocation.role}"
+        params: dict[str, Any] = {
+            "ImageId": image_id,
+            "InstanceType": allocation.instance_type,
+            "MinCount": allocation.count,
+            "MaxCount": allocation.count,
+            "KeyName": key_name,
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "UserData": deadman_user_data(run_id, request.deadman_minutes),
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": _tags(run_id, allocation.role, name)},
+                {"ResourceType": "volume", "Tags": _tags(run_id, allocation.role, name)},
+            ],
+        }
+        root = self._root_mapping(image_id)
+        if root:
+            params["BlockDeviceMappings"] = [root]
+        if self.connect == "private":
+            interface: dict[str, Any] = {"DeviceIndex": 0, "Groups": [group_id], "AssociatePublicIpAddress": False, "DeleteOnTermination": True}
+            if subnet:
+                interface["SubnetId"] = subnet
+            params["NetworkInterfaces"] = [interface]
+        else:
+            params["SecurityGroupIds"] = [group_id]
+            if subnet:
+                params["SubnetId"] = subnet
+        if zone and not subnet:
+            params["Placement"] = {"AvailabilityZone": zone}
+        if is_burstable(allocation.instance_type):
+            params["CreditSpecification"] = {"CpuCredits": allocation.cpu_credits or "standard"}
+        if allocation.market == "spot":
+            spot: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+            if allocation.on_demand_usd_h:
+                # A cap on surprises at the on-demand price; without one EC2 caps at on-demand too.
+                spot["MaxPrice"] = spot_max_price(allocation.on_demand_usd_h)
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        return params
+
+    def _root_mapping(self, image_id: str) -> dict[str, Any] | None:
+        """The AMI's root volume as an encrypted gp3 volume of the same snapshot and size."""
+        with aws_errors(f"reading image {image_id}"):
+            found = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        if not found or not found[0].get("RootDeviceName"):
+            return None
+        image = found[0]
+        ebs = next((m.get("Ebs", {}) for m in image.get("BlockDeviceMappings", []) if m.get("DeviceName") == image["RootDeviceName"]), {})
+        volume = {key: ebs[key] for key in ("SnapshotId", "VolumeSize") if key in ebs}
+        volume.update({"Encrypted": True, "VolumeType": "gp3", "DeleteOnTermination": True})
+        return {"DeviceName": image["RootDeviceName"], "Ebs": volume}
+
+    def _zone_and_subnet(self, request: ProvisionRequest, journal: Journal) -> tuple[str | None, str | None]:
+        """The run's one zone and subnet: chosen at the first launch, kept for replacements."""
+        details = journal.run(request.run_id).details
+        if details.get("zone"):
+            return details["zone"], details.get("subnet_id")
+        with aws_errors(f"choosing a zone in {self.region}"):
+            if self.subnet_id:
+                subnet = self.ec2.describe_subnets(SubnetIds=[self.subnet_id])["Subnets"][0]
+                zone, subnet_id = subnet["AvailabilityZone"], self.subnet_id
+            else:
+                zone = self._cheapest_zone(request.allocations)
+                subnet_id = self._default_subnet(zone)
+        journal.update_run(request.run_id, details={"zone": zone, "subnet_id": subnet_id})
+        return zone, subnet_id
+
+    def _cheapest_zone(self, allocations) -> str | None:
+        """The plan's zone, else the zone offering every type where the spot part of the fleet is cheapest."""
+        named = {a.zone for a in allocations if a.zone}
+        if len(named) == 1:
+            return named.pop()
+        types = sorted({a.instance_type for a in allocations})
+        offered: dict[str, set[str]] = {}
+        for page in self.ec2.get_paginator("describe_instance_type_offerings").paginate(
+            LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": types}]
+        ):
+            for row in page["InstanceTypeOfferings"]:
+                offered.setdefault(row["Location"], set()).add(row["InstanceType"])
+        zones = sorted(z for z, have in offered.items() if have >= set(types))
+        if not zones:
+            raise CapacityError(f"no zone of {self.region} offers all of {', '.join(types)}; pick another plan")
+        spot = [a for a in allocations if a.market == "spot"]
+        if not spot:
+            return zones[0]
+        prices = {z: self._spot_prices_in(z, {a.instance_type for a in spot}) for z in zones}
+        priced = [z for z in zones if all(a.instance_type in prices[z] for a in spot)] or zones
+        return min(priced, key=lambda z: (sum(a.count * prices[z].get(a.instance_type, a.price_usd_h) for a in spot), z))
+
+    def _default_subnet(self, zone: str | None) -> str | None:
+        if zone is None:
+            return None
+        subnets = self.ec2.describe_subnets(
+            Filters=[{"Name": "availability-zone", "Values": [zone]}, {"Name": "default-for-az", "Values": ["true"]}]
+        )["Subnets"]
+        return subnets[0]["SubnetId"] if subnets else None
+
+    def _spot_prices_in(self, zone: str, instance_types: set[str]) -> dict[str, float]:
+        """The latest Linux/UNIX spot price of each type in ``zone``."""
+        history = self.ec2.describe_spot_price_history(
+            InstanceTypes=sorted(instance_types), AvailabilityZone=zone, ProductDescriptions=["Linux/UNIX"], StartTime=time.time(),
+        )["SpotPriceHistory"]
+        latest: dict[str, tuple[float, float]] = {}
+        for row in history:
+            stamp = row["Timestamp"].timestamp()
+            if row["InstanceType"] not in latest or stamp > latest[row["InstanceType"]][0]:
+                latest[row["InstanceType"]] = (stamp, float(row["SpotPrice"]))
+        return {t: price for t, (_, price) in latest.items()}
+
+    def _launch_price(self, allocation, zone: str | None) -> float:
+        """What the instance is billed per hour from launch: the zone's spot price now, or the plan's price."""
+        if allocation.market != "spot" or zone is None:
+            return allocation.price_usd_h
+        with aws_errors(f"reading the spot price of {allocation.instance_type} in {zone}"):
+            price = self._spot_prices_in(zone, {allocation.instance_type}).get(allocation.instance_type)
+        surplus = surplus_credit_usd_h(allocation.instance_type, allocation.vcpus) if allocation.cpu_credits == "unlimited" else 0.0
+        return allocation.price_usd_h if price is None else price + surplus
+
+    def spot_prices(self, machines: list[Machine]) -> dict[str, float]:
+        """The current spot price of each running spot host in its zone (the watchdog's price source)."""
+        spot = {m.instance_id: m for m in machines if m.market == "spot"}
+        if not spot:
+            return {}
+        prices: dict[str, float] = {}
+        with aws_errors("reading spot prices"):
+            reservations = self.ec2.describe_instances(InstanceIds=sorted(spot))["Reservations"]
+            zones: dict[str, list[Machine]] = {}
+            for instance in (i for r in reservations for i in r["Instances"]):
+                zones.setdefault(instance["Placement"]["AvailabilityZone"], []).append(spot[instance["InstanceId"]])
+            for zone, hosts in zones.items():
+                now = self._spot_prices_in(zone, {m.instance_type for m in hosts})
+                prices.update({m.instance_id: now[m.instance_type] for m in hosts if m.instance_type in now})
+        return prices
+
+    def _bounds(self, request: ProvisionRequest, journal: Journal, instance_ids: list[str]) -> None:
+        """Create or renew the server-side schedule and journal the bounds every host of the run has."""
+        minutes = request.deadman_minutes
+        bounds = []
+        if any(not request.roles[a.role].image_is_folder for a in request.allocations):
+            bounds.append(f"in-guest timer: the imported image powers off {minutes} min after boot")
+        bounds.append(f"user-data: 'shutdown -h +{minutes}' where the image runs cloud-init")
+        if not self.use_scheduler:
+            bounds.append("no server-side schedule (turned off)")
+        else:
+            from executor import scheduler
+
+            role, why = scheduler.find_role(self.scheduler_role, self.region)
+            at = time.time() + BOOT_ALLOWANCE_S + minutes * 60.0
+            live = sorted({r.resource_id for r in journal.resources(request.run_id, "instance", live_only=True)} | set(instance_ids))
+            if role is not None:
+                from botocore.exceptions import BotoCoreError, ClientError
+
+                try:
+                    name = scheduler.create_terminate_schedule(region=self.region, run_id=request.run_id, instance_ids=live, at=at, role_arn=role)
+                except (ClientError, BotoCoreError) as exc:
+                    why = f"creating the schedule failed ({getattr(exc, 'response', {}).get('Error', {}).get('Code', type(exc).__name__)})"
+                else:
+                    if not journal.resources(request.run_id, "schedule", live_only=True):
+                        journal.add_resource(Resource(request.run_id, "schedule", name, self.region, None, time.time(), details={"role": role}))
+                    stamp = time.strftime("%H:%M UTC", time.gmtime(at))
+                    bounds.append(f"EventBridge schedule {name}: terminates the instances at {stamp}")
+            if why:
+                bounds.append(f"no server-side schedule: {why}; the in-guest bounds still hold")
+        journal.update_run(request.run_id, details={"bounds": bounds})
 
     def _key_pair(self, request: ProvisionRequest, journal: Journal) -> str:
         """The run's key pair: created on first use, reused for replacement hosts."""
@@ -288,6 +475,7 @@ class AwsProvider:
                     public_key=_public_key(request.run_dir / KEY_FILE),
                     run_id=request.run_id,
                     vm=role.vm,
+                    deadman_s=request.deadman_minutes * 60,
                 )
         return images
 
@@ -420,7 +608,7 @@ class AwsProvider:
             22,
             user=machine.user,
             key_path=run_dir / KEY_FILE,
-            known_hosts=None if machine.host_key else run_dir / "known_hosts",
+            known_hosts=None if machine.host_key else _known_hosts(machine),
             expected_host_key=machine.host_key,
             connect_timeout=connect_timeout,
             retries=retries,
@@ -440,7 +628,7 @@ class AwsProvider:
         """The host key pinned for ``machine`` in the run's known_hosts, if any."""
         from d2c.transport.known_hosts import KnownHosts
 
-        pins = KnownHosts(runs_dir() / machine.run_id / "known_hosts").lookup(machine.connect_address, 22)
+        pins = KnownHosts(_known_hosts(machine)).lookup(machine.connect_address, 22)
         return pins[0].key.line() if pins else None
 
     def states(self, run_id: str, journal: Journal) -> dict[str, str]:
@@ -495,14 +683,7 @@ class AwsProvider:
                 self._delete_with_retry(lambda g=group_id: self.ec2.delete_security_group(GroupId=g), "InvalidGroup.NotFound")
                 journal.mark_deleted(run_id, "security_group", group_id)
                 lines.append(f"deleted security group {group_id}")
-            for image in self.ec2.describe_images(Owners=["self"], Filters=[{"Name": f"tag:{RUN_TAG}", "Values": [run_id]}])["Images"]:
-                self.ec2.deregister_image(ImageId=image["ImageId"])
-                lines.append(f"deregistered image {image['ImageId']}")
-                for mapping in image.get("BlockDeviceMappings", []):
-                    snapshot_id = mapping.get("Ebs", {}).get("SnapshotId")
-                    if snapshot_id:
-                        self._delete_with_retry(lambda s=snapshot_id: self.ec2.delete_snapshot(SnapshotId=s), "InvalidSnapshot.NotFound")
-                        lines.append(f"deleted snapshot {snapshot_id}")
+            lines += self._delete_tagged_storage(run_id, journal)
             keys = {r.resource_id for r in journal.resources(run_id, "key_pair", live_only=True)}
             keys |= {k["KeyName"] for k in self.ec2.describe_key_pairs(Filters=[{"Name": f"tag:{RUN_TAG}", "Values": [run_id]}])["KeyPairs"]}
             for key_name in sorted(keys):
@@ -511,6 +692,46 @@ class AwsProvider:
                 lines.append(f"deleted key pair {key_name}")
         (runs_dir() / run_id / KEY_FILE).unlink(missing_ok=True)
         return lines
+
+    def _delete_tagged_storage(self, run_id: str, journal: Journal) -> list[str]:
+        """The run's schedule, AMIs (then their snapshots), other tagged snapshots and VM Import uploads."""
+        from executor import scheduler
+
+        lines = []
+        schedules = {r.resource_id for r in journal.resources(run_id, "schedule", live_only=True)} | {scheduler.schedule_name(run_id)}
+        for name in sorted(schedules):
+            if self._scheduler_call(lambda n=name: scheduler.delete_schedule(self.region, n)):
+                lines.append(f"deleted schedule {name}")
+            journal.mark_deleted(run_id, "schedule", name)
+        for _, image in tagged.find_images(self.ec2, run_id):
+            self.ec2.deregister_image(ImageId=image["ImageId"])
+            lines.append(f"deregistered image {image['ImageId']}")
+            for snapshot_id in tagged.image_snapshots(image):
+                self._delete_with_retry(lambda s=snapshot_id: self.ec2.delete_snapshot(SnapshotId=s), "InvalidSnapshot.NotFound")
+                lines.append(f"deleted snapshot {snapshot_id}")
+        for _, snapshot_id in tagged.find_snapshots(self.ec2, run_id):
+            self._delete_with_retry(lambda s=snapshot_id: self.ec2.delete_snapshot(SnapshotId=s), "InvalidSnapshot.NotFound")
+            lines.append(f"deleted snapshot {snapshot_id}")
+        bucket = tagged.images_bucket(self.region)
+        s3 = client("s3", self.region)
+        for _, item in tagged.find_uploads(s3, bucket, run_id if run_id != tagged.UNFINISHED_UPLOADS else None):
+            if run_id == tagged.UNFINISHED_UPLOADS and "#" not in item:
+                continue
+            lines.append(tagged.delete_upload(s3, bucket, item))
+        return lines
+
+    def _scheduler_call(self, call) -> bool:
+        """Run a Scheduler call; an account or endpoint without EventBridge Scheduler counts as nothing to do."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return bool(call())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("AccessDeniedException", "UnrecognizedClientException"):
+                return False
+            raise
+        except BotoCoreError:
+            return False
 
     def _wait_terminated(self, run_id: str, instance_ids: set[str]) -> None:
         deadline = time.monotonic() + self.terminate_timeout_s
@@ -575,6 +796,18 @@ class AwsProvider:
                 add(group.get("Tags"), group["GroupId"])
             for key in self.ec2.describe_key_pairs(Filters=tag_filter)["KeyPairs"]:
                 add(key.get("Tags"), key["KeyName"])
+            for run, image in tagged.find_images(self.ec2, None):
+                found.setdefault(run, []).append(image["ImageId"])
+            for run, resource_id in tagged.find_snapshots(self.ec2, None):
+                found.setdefault(run, []).append(resource_id)
+            for run, item in tagged.find_uploads(client("s3", self.region), tagged.images_bucket(self.region), None):
+                found.setdefault(run, []).append(item)
+            from executor import scheduler
+
+            schedules: dict[str, str] = {}
+            self._scheduler_call(lambda: schedules.update(scheduler.d2c_schedules(self.region)))
+            for name, run in schedules.items():
+                found.setdefault(run, []).append(name)
         for run in journal.runs():
             if run.provider == self.name and run.region == self.region:
                 live = [r.resource_id for r in journal.resources(run.run_id, live_only=True)]
