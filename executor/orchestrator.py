@@ -76,6 +76,8 @@ class RunSettings:
     streams: int = DEFAULT_STREAMS
     profile_path: Path | None = None
     """The profile to append the measured point to after a successful run."""
+    deadman_s: float | None = None
+    """A tighter dead-man bound asked for with ``d2c run --deadman`` (seconds after boot)."""
 
 
 class RunUI(Protocol):
@@ -380,7 +382,8 @@ class Orchestrator:
         ebs_usd_h = ebs_gb * rules.ebs_usd_gb_month * 3600.0 / SECONDS_PER_MONTH
         ipv4_usd_h = instances * rules.ipv4_usd_h if getattr(self.provider, "connect", "private") == "public" else 0.0
         egress_usd = float(run.record.details.get("output_gb", 0.0)) * rules.egress_rate
-        return deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h + ipv4_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+        minutes = deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h + ipv4_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+        return minutes if self.settings.deadman_s is None else min(minutes, max(1, int(self.settings.deadman_s // 60)))
 
     def _stop_if_over(self, run: _Run, during: str) -> None:
         """Stop the run (OverBudget) when the watchdog says so; for the steps before the app runs."""

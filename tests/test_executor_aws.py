@@ -304,10 +304,13 @@ def test_interrupted_spot_worker_is_replaced_with_the_runs_key_and_group(hypervi
     assert result.outcome == "succeeded", result.message
     assert any(note.startswith("worker-2 joined the run") for note in ui.notes), "\n".join(ui.notes)
     hosts = (project / "results" / "hosts").read_text().splitlines()
-    assert [line.split()[2] for line in hosts] == ["master-1", "worker-2"]
+    assert [line.split()[2] for line in hosts] == ["master-1", "worker-2"], "\n".join(ui.notes)
     kinds = [r.kind for r in open_journal().resources(result.run_id)]
     assert kinds.count("key_pair") == 1 and kinds.count("security_group") == 1 and kinds.count("instance") == 3
     assert len(hypervisor.launched) == 3
+    instances = open_journal().resources(result.run_id, "instance")
+    assert len({r.details["zone"] for r in instances}) == 1, "roles and the replacement share one zone"
+    assert open_journal().run(result.run_id).details["subnet_id"] == hypervisor.subnet_id
     assert leftovers(result.run_id) == NOTHING
 
 

@@ -31,10 +31,13 @@ FAST = RunSettings(poll_s=0.2, states_every_s=0.5, reserve_s=60)
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
 
-def _subnet(cidr: str) -> str:
+def _subnet(cidr: str, *, public: bool = False) -> str:
     ec2 = client("ec2", "us-east-1")
     vpc = ec2.create_vpc(CidrBlock=cidr.replace(".1.0/24", ".0.0/16"))["Vpc"]["VpcId"]
-    return ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone="us-east-1b")["Subnet"]["SubnetId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone="us-east-1b")["Subnet"]["SubnetId"]
+    if public:
+        ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+    return subnet
 
 
 def _watch_before_teardown(provider: AwsProvider, look) -> dict:
@@ -60,7 +63,7 @@ def _sent(provider: AwsProvider) -> list[dict[str, list[str]]]:
 
 def test_t3_launches_in_standard_mode_without_a_public_address_and_its_schedule_comes_and_goes(aws, tmp_path):
     client("iam", "us-east-1").create_role(RoleName="d2c-scheduler", AssumeRolePolicyDocument=json.dumps(TRUST))
-    subnet = _subnet("10.241.1.0/24")
+    subnet = _subnet("10.241.1.0/24", public=True)  # a subnet that hands out public addresses unless told not to
     project = _project(tmp_path, "./job.sh", [("master", 1, 1), ("worker", 2, 1)])
     provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", subnet_id=subnet, ssh_timeout_s=1, poll_s=0.1)
     sent = _sent(provider)

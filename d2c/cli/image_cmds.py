@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from d2c.cli.aws_options import aws_profile_option
+
 from d2c.cli.output import console, note, print_json, progress
 
 _STYLES = {"pass": "green", "fix": "yellow", "fail": "bold red", "info": "cyan"}
@@ -119,6 +121,7 @@ def prepare_cmd(vm: Path, out_dir: Path, public_key: Path | None, vm_name: str |
 
 
 @image.command("import")
+@aws_profile_option
 @click.argument("vm", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(["snapshot", "vmimport"]), default="snapshot", show_default=True, help="snapshot: EBS direct API, no bucket or role; vmimport: S3 + VM Import.")
 @click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
@@ -139,6 +142,7 @@ def import_cmd(vm: Path, method: str, region: str | None, public_key: Path | Non
 
 
 @image.command("list")
+@aws_profile_option
 @click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
 @click.option("--json", "as_json", is_flag=True, help="Stable JSON: [{image_id, name, created, source, run_id, snapshot_gb, monthly_usd}].")
 def list_cmd(region: str | None, as_json: bool) -> None:
@@ -164,6 +168,7 @@ def list_cmd(region: str | None, as_json: bool) -> None:
 
 
 @image.command("rm")
+@aws_profile_option
 @click.argument("ami")
 @click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
 def rm_cmd(ami: str, region: str | None) -> None:

@@ -19,8 +19,10 @@ Launch parameters, each from AWS's RunInstances reference
 * ``CreditSpecification`` for burstable types (t2, t3, t3a, t4g): the credit mode the plan was
   priced with (``standard`` unless it says ``unlimited``); without it AWS launches t3/t3a/t4g
   as ``unlimited`` and bills surplus credits.
-* With ``connect="private"`` the network interface is given ``AssociatePublicIpAddress=False``:
-  no public IPv4 address is requested, so none is billed ($0.005 per address-hour).
+* With ``connect="private"`` no public IPv4 address is requested, so none is billed ($0.005 per
+  address-hour): in a subnet that maps public addresses on launch (``MapPublicIpOnLaunch``, as a
+  default VPC's do) the network interface is given ``AssociatePublicIpAddress=False``; a subnet
+  that does not map them gives none anyway.
 * Spot: ``MaxPrice`` is the type's on-demand price, a cap on surprises, not the planning price
   (AWS advises against a low maximum: "your instances will be interrupted more frequently",
   https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_SpotMarketOptions.html); the
@@ -49,10 +51,12 @@ instance).
 from __future__ import annotations
 
 import os
+import re
 import time
 from decimal import ROUND_DOWN, Decimal
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,14 @@ ROLE_TAG = "d2c:role"
 UBUNTU_OWNER = "099720109477"
 KEY_FILE = "id_d2c"
 CHECKIP_URL = "https://checkip.amazonaws.com"
+ZONE_CODES = ("Unsupported", "InsufficientInstanceCapacity")
+"""Launch errors another zone of the region may not have."""
+BASE_IMAGE_PARAMETERS = {
+    "ubuntu-24.04": "/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id",
+    "ubuntu-22.04": "/aws/service/canonical/ubuntu/server/22.04/stable/current/{arch}/hvm/ebs-gp3/ami-id",
+    "debian-12": "/aws/service/debian/release/12/latest/{arch}",
+}
+"""SSM public parameters holding the current AMI of each base image d2c knows."""
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 _CAPACITY_CODES = {
     "InsufficientInstanceCapacity": "AWS has no spare capacity for {type} in {region} right now; try again later or pick another plan",
@@ -96,7 +108,8 @@ def deadman_user_data(run_id: str, minutes: int) -> str:
 
 
 def caller_cidr(override: str | None = None) -> str:
-    """The address SSH is opened to: ``override``, ``D2C_SSH_FROM``, or this machine's public IP."""
+    """The address SSH is opened to: ``override``, ``D2C_SSH_FROM``, or this machine's public IP, as
+    a single-address CIDR (/32 for IPv4, /128 for IPv6)."""
     value = override or os.environ.get("D2C_SSH_FROM")
     if not value:
         try:
@@ -104,7 +117,16 @@ def caller_cidr(override: str | None = None) -> str:
                 value = response.read().decode().strip()
         except OSError:
             raise UsageError(f"could not discover your public address from {CHECKIP_URL}; pass --ssh-from ADDRESS/32 or set D2C_SSH_FROM") from None
-    return value if "/" in value else f"{value}/32"
+    if "/" in value:
+        return value
+    return f"{value}/128" if ":" in value else f"{value}/32"
+
+
+def ssh_rule(cidr: str) -> dict[str, Any]:
+    """The SSH ingress permission for ``cidr``: IPv4 in ``IpRanges``, IPv6 in ``Ipv6Ranges``
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html)."""
+    ranges = {"Ipv6Ranges": [{"CidrIpv6": cidr, "Description": "d2c controller"}]} if ":" in cidr else {"IpRanges": [{"CidrIp": cidr, "Description": "d2c controller"}]}
+    return {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}
 
 
 def host_key_from_console(output: str) -> str | None:
@@ -160,6 +182,7 @@ class AwsProvider:
         subnet_id: str | None = None,
         scheduler_role: str | None = None,
         use_scheduler: bool = True,
+        base_image: str = "ubuntu-24.04",
         running_timeout_s: float = 600.0,
         ssh_timeout_s: float = 300.0,
         terminate_timeout_s: float = 600.0,
@@ -173,17 +196,28 @@ class AwsProvider:
         self.subnet_id = subnet_id
         self.scheduler_role = scheduler_role
         self.use_scheduler = use_scheduler
+        self.base_image = base_image
         self.running_timeout_s = running_timeout_s
         self.ssh_timeout_s = ssh_timeout_s
         self.terminate_timeout_s = terminate_timeout_s
         self.poll_s = poll_s
         self._ec2 = None
+        self._ssm = None
+        self._maps_public: dict[str, bool] = {}
+        self._roots: dict[str, dict[str, Any] | None] = {}
+        self._role: tuple[str | None, str | None] | None = None
 
     @property
     def ec2(self):
         if self._ec2 is None:
             self._ec2 = client("ec2", self.region)
         return self._ec2
+
+    @property
+    def ssm(self):
+        if self._ssm is None:
+            self._ssm = client("ssm", self.region)
+        return self._ssm
 
     # -- provisioning ---------------------------------------------------------------------------
 
@@ -192,9 +226,33 @@ class AwsProvider:
         run_id = request.run_id
         key_name = self._key_pair(request, journal)
         group_id = self._security_group(request, journal)
-        zone, subnet = self._zone_and_subnet(request, journal)
         images = self._images(request)
-        launched: list[tuple[str, Any]] = []
+        tried: list[str] = []
+        while True:
+            zone, subnet = self._zone_and_subnet(request, journal, tried)
+            launched: list[tuple[str, Any]] = []
+            try:
+                self._launch(request, journal, images, key_name, group_id, zone, subnet, launched)
+                break
+            except CapacityError as exc:
+                # Another zone may have the capacity; only before anything of this launch runs, and
+                # only when the zone is d2c's to choose (no --subnet, not a replacement in the run's zone).
+                if getattr(exc, "code", None) not in ZONE_CODES or launched or self.subnet_id or zone is None or request.first_index:
+                    raise
+                tried.append(zone)
+                journal.update_run(run_id, details={"zone": None, "subnet_id": None})
+                journal.event(run_id, "zone-fallback", f"{exc.message}; trying another zone of {self.region}")
+        self._bounds(request, journal, [i["InstanceId"] for _, i in launched])
+        self._wait_running(request, journal, [i["InstanceId"] for _, i in launched])
+        self._record_storage(run_id, journal)
+        new_ids = {instance["InstanceId"] for _, instance in launched}
+        self._wait_ssh(request, journal, [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids])
+        return [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids]
+
+    def _launch(self, request: ProvisionRequest, journal: Journal, images: dict[str, str], key_name: str, group_id: str,
+                zone: str | None, subnet: str | None, launched: list[tuple[str, Any]]) -> None:
+        """Launch every role of the request in ``zone``, journaling each instance into ``launched``."""
+        run_id = request.run_id
         total = sum(a.count for a in request.allocations)
         for allocation in request.allocations:
             role = request.roles[allocation.role]
@@ -228,12 +286,6 @@ class AwsProvider:
             with aws_errors("naming the instances"):
                 for name, instance in launched[-len(instances):]:
                     self.ec2.create_tags(Resources=[instance["InstanceId"]], Tags=[{"Key": "Name", "Value": f"d2c {run_id} {name}"}])
-        self._bounds(request, journal, [i["InstanceId"] for _, i in launched])
-        self._wait_running(request, journal, [i["InstanceId"] for _, i in launched])
-        self._record_storage(run_id, journal)
-        new_ids = {instance["InstanceId"] for _, instance in launched}
-        self._wait_ssh(request, journal, [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids])
-        return [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids]
 
     def _launch_params(self, request: ProvisionRequest, allocation, image_id: str, key_name: str, group_id: str, zone: str | None, subnet: str | None) -> dict[str, Any]:
         """RunInstances parameters for one role (the module docstring says why each is there)."""
@@ -256,7 +308,7 @@ class AwsProvider:
         root = self._root_mapping(image_id)
         if root:
             params["BlockDeviceMappings"] = [root]
-        if self.connect == "private":
+        if self.connect == "private" and self._maps_public_ip(subnet):
             interface: dict[str, Any] = {"DeviceIndex": 0, "Groups": [group_id], "AssociatePublicIpAddress": False, "DeleteOnTermination": True}
             if subnet:
                 interface["SubnetId"] = subnet
@@ -277,8 +329,20 @@ class AwsProvider:
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
         return params
 
+    def _maps_public_ip(self, subnet: str | None) -> bool:
+        """True when an instance launched into ``subnet`` would get a public IPv4 address unless told not to
+        (``MapPublicIpOnLaunch``; true for a default VPC's subnets, and for no subnet at all)."""
+        if subnet is None:
+            return True
+        if subnet not in self._maps_public:
+            with aws_errors(f"reading subnet {subnet}"):
+                self._maps_public[subnet] = bool(self.ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0].get("MapPublicIpOnLaunch"))
+        return self._maps_public[subnet]
+
     def _root_mapping(self, image_id: str) -> dict[str, Any] | None:
         """The AMI's root volume as an encrypted gp3 volume of the same snapshot and size."""
+        if image_id in self._roots:
+            return self._roots[image_id]
         with aws_errors(f"reading image {image_id}"):
             found = self.ec2.describe_images(ImageIds=[image_id])["Images"]
         if not found or not found[0].get("RootDeviceName"):
@@ -287,10 +351,11 @@ class AwsProvider:
         ebs = next((m.get("Ebs", {}) for m in image.get("BlockDeviceMappings", []) if m.get("DeviceName") == image["RootDeviceName"]), {})
         volume = {key: ebs[key] for key in ("SnapshotId", "VolumeSize") if key in ebs}
         volume.update({"Encrypted": True, "VolumeType": "gp3", "DeleteOnTermination": True})
-        return {"DeviceName": image["RootDeviceName"], "Ebs": volume}
+        self._roots[image_id] = {"DeviceName": image["RootDeviceName"], "Ebs": volume}
+        return self._roots[image_id]
 
-    def _zone_and_subnet(self, request: ProvisionRequest, journal: Journal) -> tuple[str | None, str | None]:
-        """The run's one zone and subnet: chosen at the first launch, kept for replacements."""
+    def _zone_and_subnet(self, request: ProvisionRequest, journal: Journal, tried: list[str]) -> tuple[str | None, str | None]:
+        """The run's one zone and subnet: chosen at the first launch (not one of ``tried``), kept for replacements."""
         details = journal.run(request.run_id).details
         if details.get("zone"):
             return details["zone"], details.get("subnet_id")
@@ -299,15 +364,15 @@ class AwsProvider:
                 subnet = self.ec2.describe_subnets(SubnetIds=[self.subnet_id])["Subnets"][0]
                 zone, subnet_id = subnet["AvailabilityZone"], self.subnet_id
             else:
-                zone = self._cheapest_zone(request.allocations)
+                zone = self._cheapest_zone(request.allocations, tried)
                 subnet_id = self._default_subnet(zone)
         journal.update_run(request.run_id, details={"zone": zone, "subnet_id": subnet_id})
         return zone, subnet_id
 
-    def _cheapest_zone(self, allocations) -> str | None:
+    def _cheapest_zone(self, allocations, tried: list[str]) -> str | None:
         """The plan's zone, else the zone offering every type where the spot part of the fleet is cheapest."""
-        named = {a.zone for a in allocations if a.zone}
-        if len(named) == 1:
+        named = {a.zone for a in allocations if a.zone} - set(tried)
+        if len(named) == 1 and not tried:
             return named.pop()
         types = sorted({a.instance_type for a in allocations})
         offered: dict[str, set[str]] = {}
@@ -316,9 +381,10 @@ class AwsProvider:
         ):
             for row in page["InstanceTypeOfferings"]:
                 offered.setdefault(row["Location"], set()).add(row["InstanceType"])
-        zones = sorted(z for z, have in offered.items() if have >= set(types))
+        zones = sorted(z for z, have in offered.items() if have >= set(types) and z not in tried)
         if not zones:
-            raise CapacityError(f"no zone of {self.region} offers all of {', '.join(types)}; pick another plan")
+            where = "no other zone" if tried else "no zone"
+            raise CapacityError(f"{where} of {self.region} offers all of {', '.join(types)}; pick another plan")
         spot = [a for a in allocations if a.market == "spot"]
         if not spot:
             return zones[0]
@@ -383,7 +449,9 @@ class AwsProvider:
         else:
             from executor import scheduler
 
-            role, why = scheduler.find_role(self.scheduler_role, self.region)
+            if self._role is None:
+                self._role = scheduler.find_role(self.scheduler_role, self.region)
+            role, why = self._role
             at = time.time() + BOOT_ALLOWANCE_S + minutes * 60.0
             live = sorted({r.resource_id for r in journal.resources(request.run_id, "instance", live_only=True)} | set(instance_ids))
             if role is not None:
@@ -439,7 +507,7 @@ class AwsProvider:
             self.ec2.authorize_security_group_ingress(
                 GroupId=group_id,
                 IpPermissions=[
-                    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr, "Description": "d2c controller"}]},
+                    ssh_rule(cidr),
                     {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id, "Description": "hosts of the run"}]},
                 ],
             )
@@ -480,18 +548,40 @@ class AwsProvider:
         return images
 
     def _base_ami(self, arch: str) -> str:
+        """The current AMI of the base image for ``arch``, from its SSM public parameter.
+
+        Canonical and Debian publish their current images as SSM public parameters
+        (``BASE_IMAGE_PARAMETERS``; Ubuntu: https://documentation.ubuntu.com/aws/aws-how-to/instances/find-ubuntu-images/,
+        Debian: https://wiki.debian.org/Cloud/AmazonEC2Image), so a run never picks an interim
+        release or a gp2 image. A region without the parameter falls back to the newest
+        Canonical LTS server image.
+        """
+        if self.base_image.startswith("ami-"):
+            return self.base_image
+        if self.base_image not in BASE_IMAGE_PARAMETERS:
+            raise UsageError(f"base_image {self.base_image}: unknown; use one of {', '.join(BASE_IMAGE_PARAMETERS)} or an AMI id")
         machine = "arm64" if arch == "arm64" else "amd64"
+        name = BASE_IMAGE_PARAMETERS[self.base_image].format(arch=machine)
+        from botocore.exceptions import ClientError
+
+        with aws_errors(f"looking up {self.base_image} in {self.region}"):
+            try:
+                return self.ssm.get_parameter(Name=name)["Parameter"]["Value"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                    raise
+        if not self.base_image.startswith("ubuntu-"):
+            raise WorkError(f"{name} is not published in {self.region}; give base_image an AMI id")
         with aws_errors(f"looking up an Ubuntu image in {self.region}"):
             found = self.ec2.describe_images(
                 Owners=[UBUNTU_OWNER],
-                Filters=[
-                    {"Name": "name", "Values": [f"ubuntu/images/*ubuntu-*-{machine}-server-*"]},
-                    {"Name": "state", "Values": ["available"]},
-                ],
+                Filters=[{"Name": "name", "Values": [f"ubuntu/images/*ubuntu-*-{machine}-server-*"]}, {"Name": "state", "Values": ["available"]}],
             )["Images"]
-        if not found:
-            raise WorkError(f"no Ubuntu {machine} image found in {self.region}; give the role a VM image instead")
-        return sorted(found, key=lambda i: (i.get("CreationDate", ""), i.get("Name", "")))[-1]["ImageId"]
+        # Long-term-support releases only (even year, April: 22.04, 24.04), never an interim one.
+        lts = [i for i in found if (m := re.search(r"-(\d\d)\.04-", i.get("Name", ""))) and int(m.group(1)) % 2 == 0]
+        if not lts:
+            raise WorkError(f"no Ubuntu LTS {machine} image found in {self.region}; give the role a VM image or base_image an AMI id")
+        return sorted(lts, key=lambda i: (i.get("CreationDate", ""), i.get("Name", "")))[-1]["ImageId"]
 
     def _run_instances(self, params: dict[str, Any], instance_type: str) -> list[dict[str, Any]]:
         from botocore.exceptions import ClientError
@@ -510,7 +600,9 @@ class AwsProvider:
                 if code not in _CAPACITY_CODES:
                     raise
                 text = _CAPACITY_CODES[code].format(type=instance_type, region=self.region)
-                raise CapacityError(f"launching {params['MaxCount']} x {instance_type}: {text} ({code})") from None
+                error = CapacityError(f"launching {params['MaxCount']} x {instance_type}: {text} ({code})")
+                error.code = code
+                raise error from None
 
     def _wait_running(self, request: ProvisionRequest, journal: Journal, instance_ids: list[str]) -> None:
         deadline = time.monotonic() + self.running_timeout_s
@@ -545,19 +637,27 @@ class AwsProvider:
                 f"instance {instance['InstanceId']} has no {self.connect} address; "
                 f"use a subnet that assigns public addresses or --connect private (on a VPN into the VPC)"
             )
-        host_key = None
-        try:
-            with aws_errors("reading the console output"):
-                output = self.ec2.get_console_output(InstanceId=instance["InstanceId"]).get("Output", "")
-            host_key = host_key_from_console(output or "")
-        except WorkError:
-            host_key = None
+        host_key = self._console_host_key(instance["InstanceId"])
         details = {"private_address": private, "connect_address": address, "host_key": host_key, "public_address": public}
         journal.update_resource(request.run_id, "instance", instance["InstanceId"], details)
         for mapping in instance.get("BlockDeviceMappings", []):
             volume_id = mapping.get("Ebs", {}).get("VolumeId")
             if volume_id:
                 journal.add_resource(Resource(request.run_id, "volume", volume_id, self.region, None, time.time(), details={"instance": instance["InstanceId"]}))
+
+    def _console_host_key(self, instance_id: str) -> str | None:
+        """The host key cloud-init printed, from the newest console output.
+
+        ``Latest=True`` asks for the most recent output, which on Nitro instances is there while
+        the instance boots; without it EC2 returns a buffer that can still be empty for minutes
+        (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_GetConsoleOutput.html).
+        """
+        try:
+            with aws_errors("reading the console output"):
+                output = self.ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+        except WorkError:
+            return None
+        return host_key_from_console(output or "")
 
     def _record_storage(self, run_id: str, journal: Journal) -> None:
         """The run's EBS gigabytes, which the watchdog prices by the hour."""
@@ -572,11 +672,23 @@ class AwsProvider:
             delay = 0.5
             last: Exception | None = None
             while time.monotonic() < deadline:
+                if not machine.host_key:
+                    # Polled until SSH answers: the keys cloud-init prints appear while the guest boots.
+                    key = self._console_host_key(machine.instance_id)
+                    if key:
+                        machine = replace(machine, host_key=key)
+                        journal.update_resource(machine.run_id, "instance", machine.instance_id, {"host_key": key})
                 host = self.open_host(machine, connect_timeout=max(1.0, min(10.0, deadline - time.monotonic())), retries=1)
                 try:
                     if host.run("true", timeout=30).ok:
                         if not machine.host_key:
-                            journal.update_resource(machine.run_id, "instance", machine.instance_id, {"host_key": self.pinned_key(machine)})
+                            journal.update_resource(
+                                machine.run_id, "instance", machine.instance_id, {"host_key": self.pinned_key(machine), "host_key_source": "first use"}
+                            )
+                            journal.event(
+                                machine.run_id, "host-key",
+                                f"{machine.name}: no SSH host key on the console; trusted the key it presented on first use",
+                            )
                         return
                 except HostKeyMismatch:
                     raise
@@ -658,7 +770,9 @@ class AwsProvider:
         lines: list[str] = []
         with aws_errors(f"tearing down run {run_id}"):
             journaled = {r.resource_id for r in journal.resources(run_id, "instance", live_only=True)}
-            live = set(self._tagged_instances(run_id, LIVE_STATES)) | journaled
+            known = self._tagged_instances(run_id, states=None)
+            # Journaled ids AWS reports as terminated are left alone (terminating them again is pointless).
+            live = {i for i, state in known.items() if state in LIVE_STATES} | {i for i in journaled if known.get(i, "pending") in LIVE_STATES}
             if live:
                 try:
                     self.ec2.terminate_instances(InstanceIds=sorted(live))
