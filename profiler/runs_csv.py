@@ -96,9 +96,9 @@ def _record(path: Path, line: int, row: dict[str, str], instances: InstanceFacts
     if instance_type is not None:
         if instance_type not in instances:
             raise UsageError(f"{path}: line {line}: instance_type {instance_type!r} is not in the instance catalog; check the name (e.g. c5.xlarge) or run 'd2c catalog refresh'")
-        family, arch, vcpus = instances[instance_type]
+        _, arch, vcpus = instances[instance_type]
         fleet = int(count or 1)
-        capacity = instance_capacity(family, arch, vcpus, host_speed)
+        capacity = instance_capacity(instance_type, arch, vcpus, host_speed)
         effective = min(workers, fleet * vcpus) * capacity.speed
     elif count is not None and count != 1:
         raise UsageError(f"{path}: line {line}: count = {count:g} without an instance_type; name the instance type of a cloud run")

@@ -19,7 +19,7 @@ _CONNECT_HELP = "reach instances at their public or private address (private: on
 
 def _provider(
     name: str, *, region: str, connect: str | None, ssh_from: str | None, subnet: str | None, ssh_timeout: float | None = None,
-    scheduler_role: str | None = None,
+    scheduler_role: str | None = None, kms_key: str | None = None,
 ):
     if name == "local":
         from executor.providers.local import LocalProvider
@@ -36,6 +36,7 @@ def _provider(
         ssh_from=ssh_from,
         subnet_id=subnet or os.environ.get("D2C_SUBNET"),
         scheduler_role=scheduler_role or os.environ.get("D2C_SCHEDULER_ROLE"),
+        kms_key=kms_key,
         **options,
     )
 
@@ -173,8 +174,9 @@ def _finish(result) -> None:
 @click.option("--poll", type=float, default=None, help="seconds between looks at the running app (default 2)")
 @click.option("--next-plan-on-capacity", "fallback", is_flag=True, help="if AWS lacks capacity or quota for the plan, try the next-ranked one")
 @click.option("--deadman", default=None, metavar="DURATION", help="power every host off this long after boot at the latest (default: what the budget and deadline allow)")
+@click.option("--kms-key", default=None, metavar="KEY", help="KMS key (id or ARN) for the encrypted root volumes (default: the account's EBS default key)")
 @click.option("--scheduler-role", default=None, metavar="ARN", help="IAM role EventBridge Scheduler assumes to terminate the run's instances at its bound (default: the role d2c-scheduler, if any; env D2C_SCHEDULER_ROLE)")
-def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, deadman, scheduler_role):
+def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, deadman, kms_key, scheduler_role):
     """Carry out a plan: provision, upload, run the master, fetch outputs, tear down."""
     from d2c.descriptor import load_descriptor
     from executor.journal import open_journal
@@ -188,14 +190,14 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         planset = load_plans(Path(record.plans_file))
         plan = planset.plan(record.plan_rank)
         deadman_s = _deadman_seconds(deadman, plan)
-        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role)
+        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
         profile = profile_path or record.details.get("profile")
     else:
         descriptor = load_descriptor(descriptor_path)
         planset = load_plans(plans_path)
         plan = planset.plan(plan_rank)
         deadman_s = _deadman_seconds(deadman, plan)
-        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role)
+        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
         profile = profile_path or (descriptor.project_dir / "profile.json")
         if provider == "aws":
             from d2c.aws import have_credentials
@@ -203,7 +205,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
             if not have_credentials():
                 raise UsageError("no AWS credentials found; run 'aws configure' or set AWS_ACCESS_KEY_ID, or rehearse with --provider local")
             plan = _plan_within_quotas(planset, plan, fallback)
-            chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role)
+            chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
         if provider == "aws" and not yes:
             question = f"Launch {plan.instance_count} instance(s) in {plan.region} at ${plan.hourly_usd:.3f}/h, budget ${planset.budget_usd:.2f}?"
             if not sys.stdin.isatty():
@@ -220,7 +222,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
                 planset,
                 plan,
                 plans_path=plans_path,
-                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role),
+                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key),
                 fallback=fallback,
             )
     _finish(result)

@@ -30,7 +30,7 @@ Launch parameters, each from AWS's RunInstances reference
   launch and whenever the watchdog asks again.
 * ``MetadataOptions`` with ``HttpTokens=required`` (IMDSv2 only,
   https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-IMDS-new-instances.html) and
-  an encrypted gp3 root volume (the account's default EBS KMS key,
+  an encrypted gp3 root volume (the account's default EBS KMS key, or ``--kms-key``,
   https://docs.aws.amazon.com/ebs/latest/userguide/ebs-encryption.html).
 
 One zone per run: the zone the plan priced when it names one, else among the region's zones that
@@ -183,6 +183,7 @@ class AwsProvider:
         scheduler_role: str | None = None,
         use_scheduler: bool = True,
         base_image: str = "ubuntu-24.04",
+        kms_key: str | None = None,
         running_timeout_s: float = 600.0,
         ssh_timeout_s: float = 300.0,
         terminate_timeout_s: float = 600.0,
@@ -197,6 +198,7 @@ class AwsProvider:
         self.scheduler_role = scheduler_role
         self.use_scheduler = use_scheduler
         self.base_image = base_image
+        self.kms_key = kms_key
         self.running_timeout_s = running_timeout_s
         self.ssh_timeout_s = ssh_timeout_s
         self.terminate_timeout_s = terminate_timeout_s
@@ -307,6 +309,8 @@ class AwsProvider:
         }
         root = self._root_mapping(image_id)
         if root:
+            if self.kms_key:
+                root = {**root, "Ebs": {**root["Ebs"], "KmsKeyId": self.kms_key}}
             params["BlockDeviceMappings"] = [root]
         if self.connect == "private" and self._maps_public_ip(subnet):
             interface: dict[str, Any] = {"DeviceIndex": 0, "Groups": [group_id], "AssociatePublicIpAddress": False, "DeleteOnTermination": True}
