@@ -37,7 +37,9 @@ One zone per run: the zone the plan priced when it names one, else among the reg
 offer every type of the plan (``describe_instance_type_offerings`` by zone) the one where the
 plan's spot instances are cheapest (the first for an on-demand plan); the default VPC's subnet
 there, or ``--subnet`` (whose zone then rules). Traffic between zones is billed and slows MPI,
-so every role and replacement goes to that subnet.
+so every role and replacement goes to that subnet. When EC2 answers ``InsufficientInstanceCapacity``
+or ``Unsupported`` before anything of the launch runs, the next zone offering every type is tried
+(the spot prices read again for it); with ``--subnet`` the zone is the user's and is kept.
 
 Instances are reached at their public address, or at the private one with ``connect="private"``
 (``--connect private`` / ``D2C_CONNECT=private``: for users on a VPN into the VPC, and for the
