@@ -270,6 +270,7 @@ class Orchestrator:
         deadline_at = None
         if run.record.deadline_s is not None:
             deadline_at = run.record.created_at + float(run.record.deadline_s)
+        instances = self.journal.resources(run.run_id, "instance")
         watchdog = Watchdog(
             machines=machines_from_journal(self.journal, run.run_id, live_only=False),
             budget_usd=run.record.budget_usd,
@@ -278,6 +279,10 @@ class Orchestrator:
             reserve_s=self.settings.reserve_s,
             ebs_gb=float(run.record.details.get("ebs_gb", 0.0)),
             expected_output_gb=float(run.record.details.get("output_gb", 0.0)),
+            rules=BillingRules().for_region(run.plan.region),
+            public_ipv4={r.resource_id for r in instances if r.details.get("public_address")},
+            check_every_s=self.settings.poll_s,
+            price_source=getattr(self.provider, "spot_prices", None),
         )
         watchdog.add_egress(int(run.record.details.get("egress_bytes", 0)))
         for instance_id, at in run.record.details.get("ended", {}).items():
@@ -288,11 +293,17 @@ class Orchestrator:
         return watchdog
 
     def _deadman(self, run: _Run, *, budget_usd: float, hourly_usd: float, instances: int, deadline_s: float | None) -> int:
-        """Dead-man minutes for ``instances`` hosts costing ``hourly_usd``, their root volumes and the outputs' egress included."""
-        rules = BillingRules()
-        ebs_usd_h = instances * rules.ebs_gb * rules.ebs_usd_gb_month * 3600.0 / SECONDS_PER_MONTH
-        egress_usd = float(run.record.details.get("output_gb", 0.0)) * rules.egress_usd_gb
-        return deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+        """Dead-man minutes for ``instances`` hosts costing ``hourly_usd``: with their root volumes at the
+        plan's sizes, a public IPv4 address each unless the provider connects privately, and the
+        outputs' egress kept back."""
+        rules = BillingRules().for_region(run.plan.region)
+        root_gb = [a.root_gb or rules.ebs_gb for a in run.plan.roles for _ in range(a.count)]
+        ebs_gb = max(root_gb, default=rules.ebs_gb) * instances
+        ebs_usd_h = ebs_gb * rules.ebs_usd_gb_month * 3600.0 / SECONDS_PER_MONTH
+        ipv4_usd_h = instances * rules.ipv4_usd_h if getattr(self.provider, "connect", "private") == "public" else 0.0
+        egress_usd = float(run.record.details.get("output_gb", 0.0)) * rules.egress_rate
+        minutes = deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h + ipv4_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+        return minutes if self.settings.deadman_s is None else min(minutes, max(1, int(self.settings.deadman_s // 60)))
 
     def _stop_if_over(self, run: _Run, during: str) -> None:
         """Stop the run (OverBudget) when the watchdog says so; for the steps before the app runs."""
@@ -334,6 +345,9 @@ class Orchestrator:
         else:
             self._note(run, "provisioning", f"launching {run.plan.instance_count} host(s); each shuts itself down after {minutes} min at the latest (dead-man switch)")
         self.provider.provision(request, self.journal)
+        bounds = self.journal.run(run.run_id).details.get("bounds")
+        if bounds:
+            self._note(run, "bounds", "bounds on every host's life: " + "; ".join(bounds))
         self._state(run, "provisioned")
         self._note(run, "provisioned", "all hosts are up")
 

@@ -28,6 +28,8 @@ class RunSettings:
     streams: int = DEFAULT_STREAMS
     profile_path: Path | None = None
     """The profile to append the measured point to after a successful run."""
+    deadman_s: float | None = None
+    """A tighter dead-man bound asked for with ``d2c run --deadman`` (seconds after boot)."""
 
 
 class RunUI(Protocol):

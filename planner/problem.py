@@ -176,6 +176,8 @@ class Subproblem:
     """Most worker types in one plan; None: any number."""
     balance: str = "dynamic"
     lower_bounds: dict = field(default_factory=dict, repr=False)
+    rules: BillingRules = BillingRules()
+    """The billing rules the costs were priced with (for a plan's cost breakdown)."""
 
     @property
     def one_family(self) -> bool:
@@ -314,7 +316,9 @@ def build_subproblems(
     for cand in candidates:
         by_key.setdefault((cand.region, cand.market), []).append(cand)
     subs = []
+    base_rules = rules
     for (region, market), cands in sorted(by_key.items()):
+        rules = base_rules.for_region(region)
         quota = (quotas or {}).get(region, {}).get(market)
         groups = []
         for group in (workers, master):
@@ -334,7 +338,7 @@ def build_subproblems(
             Subproblem(
                 region=region, market=market, levels=levels, workers=groups[0], master=groups[1],
                 fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
-                quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance,
+                quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance, rules=rules,
             )
         )
     return subs

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from d2c.cli.aws_options import aws_profile_option
+
 from d2c.cli.output import console, note, print_json, progress
 
 _STYLES = {"pass": "green", "fix": "yellow", "fail": "bold red", "info": "cyan"}
@@ -119,6 +121,7 @@ def prepare_cmd(vm: Path, out_dir: Path, public_key: Path | None, vm_name: str |
 
 
 @image.command("import")
+@aws_profile_option
 @click.argument("vm", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(["snapshot", "vmimport"]), default="snapshot", show_default=True, help="snapshot: EBS direct API, no bucket or role; vmimport: S3 + VM Import.")
 @click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
@@ -136,6 +139,45 @@ def import_cmd(vm: Path, method: str, region: str | None, public_key: Path | Non
     with progress(transient=True) as bar:
         ami = ensure_ami(vm, region=chosen, method=method, public_key=key, progress=_progress_callback(bar), vm=vm_name)
     click.echo(ami)
+
+
+@image.command("list")
+@aws_profile_option
+@click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON: [{image_id, name, created, source, run_id, snapshot_gb, monthly_usd}].")
+def list_cmd(region: str | None, as_json: bool) -> None:
+    """List the AMIs d2c imported and kept, with what keeping each costs per month."""
+    from d2c.aws import default_region
+    from d2c.cli.output import console, print_json
+    from executor.kept_images import list_images
+
+    region = region or default_region()
+    kept = list_images(region)
+    if as_json:
+        print_json([{**vars(k), "monthly_usd": round(k.monthly_usd, 4)} for k in kept])
+        return
+    out = console()
+    if not kept:
+        out.print(f"no d2c images in {region}")
+        return
+    for k in kept:
+        owner = f"run {k.run_id}" if k.run_id else "kept"
+        out.print(f"{k.image_id}  {k.created[:10]}  {k.snapshot_gb:>6.0f} GB  ${k.monthly_usd:,.2f}/month  {owner}  {k.source or k.name}", highlight=False)
+    total = sum(k.monthly_usd for k in kept)
+    out.print(f"{len(kept)} image(s), ${total:,.2f}/month of snapshot storage; remove one with 'd2c image rm AMI'", highlight=False)
+
+
+@image.command("rm")
+@aws_profile_option
+@click.argument("ami")
+@click.option("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or us-east-1).")
+def rm_cmd(ami: str, region: str | None) -> None:
+    """Deregister a d2c AMI and delete its snapshots."""
+    from d2c.aws import default_region
+    from executor.kept_images import remove_image
+
+    for line in remove_image(region or default_region(), ami):
+        click.echo(line)
 
 
 COMMANDS: list[click.Command] = [image]

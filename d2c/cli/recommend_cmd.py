@@ -2,7 +2,10 @@
 
 ``--json`` output (stable): the plans.json document (``planner.plans``, version 1), i.e.
 ``{"version": 1, "created_at", "descriptor", "inputs": {...}, "plans": [{"rank", "region", "why",
-"on_frontier", "time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}, "roles": [...]}]}``.
+"on_frontier", "time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}, "zone", "cost_breakdown": {"compute",
+"ebs", "public_ipv4", "egress", "snapshots", "cpu_credits"}, "roles": [...]}]}``.
+Burstable types (t2, t3, t3a, t4g) are planned only with ``--include-burstable``; naming one in
+``--types`` without it is exit 2.
 Exit 3 with ``error: <which limit binds and by how much>`` when no plan fits.
 """
 
@@ -28,6 +31,7 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--market", type=click.Choice(["on-demand", "spot", "any"]), default="any", show_default=True)
 @click.option("--types", "--families", "include", multiple=True, help="only these families or types, e.g. c6i,c7g.xlarge")
 @click.option("--exclude", multiple=True, help="never these families or types")
+@click.option("--include-burstable", is_flag=True, help="plan burstable types too (t2, t3, t3a, t4g; CPU credits priced)")
 @click.option("--max-instances", type=click.IntRange(min=1), default=None, help="at most this many instances in a plan")
 @click.option("--homogeneous", is_flag=True, help="one instance type per role")
 @click.option("--arch", type=click.Choice(["x86_64", "arm64", "any"]), default=None, help="image architecture (default: x86_64 for VM images, any for folder apps)")
@@ -41,13 +45,13 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write the plans here (plans.json, read by 'd2c run --plan N')")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write cost against time as a PNG")
 @click.option("--json", "as_json", is_flag=True, help="print the plans as JSON (the plans.json document)")
-def recommend(budget, deadline, regions, market, include, exclude, max_instances, homogeneous, arch, top, scale, output_gb,
+def recommend(budget, deadline, regions, market, include, exclude, include_burstable, max_instances, homogeneous, arch, top, scale, output_gb,
               solver, profile_path, catalog_path, descriptor_path, output, plot, as_json) -> None:
     """Rank EC2 plans (instance mix, count, region, market) by cost under a budget and deadline."""
     from d2c.cli.output import note
     from d2c.descriptor import load_descriptor
     from planner import recommend as planning
-    from planner.candidates import Limits
+    from planner.candidates import Limits, check_burstable_named
     from profiler.profile_file import load_profile
 
     if not (math.isfinite(budget) and budget > 0):
@@ -82,14 +86,16 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
         max_instances=max_instances,
         homogeneous=homogeneous,
         arch=None if arch == "any" else (arch or planning.default_arch(descriptor)),
+        include_burstable=include_burstable,
     )
+    check_burstable_named(limits)
     if region_list:
         known = {offer.region for offer in catalog.offers}
         unknown = [r for r in region_list if r not in known]
         if unknown:
             raise UsageError(f"--regions: {', '.join(unknown)} not in the catalog; it covers {', '.join(sorted(known))}")
     subs = planning.build_problem(
-        profile.predictor, catalog, planning.role_groups(descriptor), limits,
+        profile.predictor, catalog, planning.role_groups(descriptor, _virtual_sizes(descriptor)), limits,
         scale=scale, rules=planning.billing_rules(descriptor, output_gb), host_speed=profile.host.speed,
     )
     result = planning.recommend(subs, limits, top=top, solver=solver)
@@ -111,6 +117,13 @@ def recommend(budget, deadline, regions, market, include, exclude, max_instances
         note(f"wrote {output}; run 'd2c run --plan 1{plans_option}' to carry out plan #1")
     if plot is not None:
         note(f"wrote {plot}")
+
+
+def _virtual_sizes(descriptor) -> dict[str, int]:
+    """Each VM role's virtual disk size, the size EC2 creates its root volume at."""
+    from executor.image.source import open_source
+
+    return {role.name: open_source(role.image, vm=role.vm).virtual_size for role in descriptor.roles if not role.image_is_folder}
 
 
 def _print_table(plans, budget: float) -> None:
@@ -140,6 +153,9 @@ def _print_table(plans, budget: float) -> None:
     out.print(table)
     for plan in plans.plans:
         out.print(f"#{plan.rank}: {plan.why}")
+        if plan.breakdown is not None:
+            items = plan.breakdown.to_dict()
+            out.print("    p50 " + ", ".join(f"{name.replace('_', ' ')} ${value:,.4f}" for name, value in items.items() if value), highlight=False)
     out.print("* on the cost/time frontier")
 
 
