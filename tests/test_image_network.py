@@ -43,7 +43,7 @@ def test_a_literal_name_dhcp_stanza_in_interfaces_d_is_replaced_by_a_pattern(vm_
     fs = inspect_disk(prepare_image(ova, tmp_path).raw).fs
     assert fs.read_text("/etc/network/interfaces.d/enp0s3") == "# The primary network interface\n"
     main = fs.read_text("/etc/network/interfaces")
-    assert main.startswith("source /etc/network/interfaces.d/*\n") and main.endswith("allow-hotplug /e*/1=primary\niface primary inet dhcp\n")
+    assert main.startswith("source /etc/network/interfaces.d/*\n") and main.endswith("auto /e*/1=primary\niface primary inet dhcp\n")
 
 
 def test_ifupdown_without_a_dhcp_client_fails_naming_the_package(vm_image):
