@@ -6,6 +6,7 @@ device) are checked on the request as boto3 sends it.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -203,3 +204,23 @@ def test_a_failing_cleanup_never_hides_the_original_error(ubuntu_ova, calls, mon
     assert f"delete it with 'aws ec2 delete-snapshot --snapshot-id {snapshot_id}'" in message
     assert len(message.splitlines()) == 1
     assert calls["DeregisterImage"] and _own_images(aws_client("ec2")) == []
+
+
+def test_an_image_that_does_not_boot_is_refused_before_any_upload(ubuntu_ova, calls, monkeypatch):
+    """The Ubuntu-shaped test disk passes every check but has no boot code: the rehearsal refuses it, nothing is uploaded."""
+    from executor.image.boot_test import qemu_binary
+
+    if qemu_binary("x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (see .ci/install)")
+    monkeypatch.setenv("D2C_BOOT_TEST_ACCEL", "tcg")
+    monkeypatch.setenv("D2C_BOOT_TEST_TIMEOUT", "20")
+    with pytest.raises(UsageError) as refused:
+        importer.ensure_ami(ubuntu_ova, region="us-east-1", public_key=KEY)
+    message = str(refused.value)
+    assert "does not boot as EC2 (Nitro) presents it — SSH did not answer within 20 s" in message
+    assert "the serial console stayed empty" in message and "--no-boot-test" in message
+    assert not {"StartSnapshot", "PutSnapshotBlock", "RegisterImage"} & set(calls)
+    images = state_dir() / "images"
+    assert [p.suffix for p in sorted(images.glob("*.serial.log"))] == [".log"]
+    manifest = json.loads(next(images.glob("*.manifest.json")).read_text())
+    assert manifest["boot_test"]["ok"] is False

@@ -279,14 +279,16 @@ def _unbind_networkd(text: str) -> str:
     dhcp_on = any(re.match(r"\s*DHCP\s*=\s*(yes|ipv4|true)", l) for l in network)
     if not match_bound and dhcp_on:
         return text
-    sections["[Match]"] = [l for l in match if not l.strip().startswith(("MACAddress=", "Name="))] + ["Name=e*"]
-    sections["[Network]"] = [l for l in network if not re.match(r"\s*(DHCP|Address|Gateway|DNS)\s*=", l)] + ["DHCP=ipv4"]
+    sections["[Match]"] = [l for l in match if l.strip() and not l.strip().startswith(("MACAddress=", "Name="))] + ["Name=e*"]
+    sections["[Network]"] = [l for l in network if l.strip() and not re.match(r"\s*(DHCP|Address|Gateway|DNS)\s*=", l)] + ["DHCP=ipv4"]
     for required in ("[Match]", "[Network]"):
         if required not in order:
             order.append(required)
-    lines = []
+    blocks = []
     for name in order:
-        if name:
-            lines.append(name)
-        lines += sections[name]
-    return "\n".join(lines).rstrip("\n") + "\n"
+        body = sections[name]
+        while body and not body[-1].strip():
+            body = body[:-1]
+        if name or body:
+            blocks.append("\n".join(([name] if name else []) + body))
+    return "\n\n".join(blocks) + "\n"
