@@ -22,7 +22,7 @@ from executor.image.boot_test import boot_test, free_port, qemu_binary, qemu_com
 from executor.image.checks import inspect_disk
 from executor.image.prepare import check_image
 
-pytestmark = [pytest.mark.integration, pytest.mark.root]
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.timeout(1200)]
 
 DEADMAN_S = 180
 # Generous: a Debian boot takes ~15 s under KVM and a few minutes under TCG on a loaded machine.

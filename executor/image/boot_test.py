@@ -106,12 +106,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def qemu_command(raw: Path, *, arch: str, boot_mode: str, port: int, serial_log: Path, accel: str, memory_mib: int = 1024) -> list[str]:
-    """The QEMU command line of the rehearsal (see the module docstring for what each device stands for)."""
+def qemu_command(
+    raw: Path, *, arch: str, boot_mode: str, port: int, serial_log: Path, accel: str, memory_mib: int = 1024,
+    forward_address: str = "127.0.0.1", snapshot: bool = True,
+) -> list[str]:
+    """The QEMU command line of the rehearsal (see the module docstring for what each device stands for).
+
+    The guest's port 22 is forwarded from ``forward_address``:``port``; ``snapshot`` False lets the
+    guest write to ``raw`` itself.
+    """
     binary = qemu_binary(arch)
     if binary is None:
         raise WorkError(f"{QEMU.get(arch, 'qemu')} is not installed; install qemu-system-x86 (or --no-boot-test)")
-    disk = f"file={raw},if=none,id=root,format=raw,snapshot=on,cache=unsafe"
+    disk = f"file={raw},if=none,id=root,format=raw,cache=unsafe" + (",snapshot=on" if snapshot else "")
     argv = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-m", str(memory_mib), "-smp", "2"]
     # Under KVM the default CPU model: "host" and "max" pass through MSRs that nested KVM hosts refuse.
     if arch == "arm64":
@@ -125,7 +132,7 @@ def qemu_command(raw: Path, *, arch: str, boot_mode: str, port: int, serial_log:
         argv += ["-bios", firmware]
     argv += [
         "-drive", disk, "-device", "nvme,drive=root,serial=vol0d2cboottest,bootindex=0",
-        "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:{forward_address}:{port}-:22",
         "-device", f"virtio-net-pci,netdev=net0,addr={NIC_SLOT:#x},mac={NIC_MAC}",
         "-serial", f"file:{serial_log}", "-monitor", "none",
     ]
@@ -194,6 +201,7 @@ def boot_test(
     accels = [forced] if forced in ("kvm", "tcg") else ["kvm", "tcg"] if kvm_usable() else ["tcg"]
     serial_log = Path(serial_log)
     serial_log.parent.mkdir(parents=True, exist_ok=True)
+    reason = ""
     for accel in accels:
         limit = timeout_s or float(os.environ.get("D2C_BOOT_TEST_TIMEOUT") or DEFAULT_TIMEOUT_S[accel])
         serial_log.write_bytes(b"")
@@ -204,13 +212,14 @@ def boot_test(
             qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=work)
             try:
                 return _watch(qemu, started, limit, port, user, key_path, Path(work) / "known_hosts", serial_log, accel, power_off)
-            except _KvmRefused:
+            except _KvmRefused as refused:
                 global _kvm_stalled
                 _kvm_stalled = True
+                reason = str(refused).strip().splitlines()[-1][:300]
                 continue
             finally:
                 stop(qemu)
-    raise WorkError("QEMU could not start with KVM or TCG")
+    raise WorkError(f"QEMU could not boot the image under KVM ({reason}) and TCG was not allowed (D2C_BOOT_TEST_ACCEL=kvm)")
 
 
 class _KvmRefused(WorkError):
@@ -240,7 +249,7 @@ def _watch(qemu, started, timeout_s, port, user, key_path, known_hosts, serial_l
                 raise WorkError(f"QEMU could not boot the image: {stderr.splitlines()[-1][:300]}")
             return BootResult(False, accel, elapsed, serial_log, reason=f"the guest powered off after {elapsed:.0f} s without SSH answering; {serial_summary(serial_log)}")
         if accel == "kvm" and elapsed > KVM_SILENCE_S and not serial_log.stat().st_size:
-            raise _KvmRefused("the serial console stayed empty under KVM")
+            raise _KvmRefused(f"the serial console stayed empty for {KVM_SILENCE_S:.0f} s")
         if elapsed > timeout_s:
             return BootResult(False, accel, elapsed, serial_log, reason=f"SSH did not answer within {timeout_s:.0f} s; {serial_summary(serial_log)}")
         if login:
