@@ -22,6 +22,11 @@ Every problem found is reported as one line naming the file, the field and the f
       workers: [1, 2]
       full_scale: 1.0
     desktop: local               # or {host: ssh://user@host:2222, key: ~/.ssh/id_ed25519}
+    balance: dynamic             # how the app shares work: static (default) or dynamic
+
+``balance``: ``static`` (the default) for a fixed split of the work among ranks, as most MPI codes
+do, where the slowest rank sets the pace; ``dynamic`` for a work queue or process pool, where
+faster workers take more of the work. The planner prices fleets accordingly.
 """
 
 from __future__ import annotations
@@ -41,7 +46,14 @@ MAX_COUNT = 1000
 DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
-_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file")
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "balance")
+BALANCES = ("static", "dynamic")
+DEFAULT_BALANCE = "static"
+BALANCE_MEANING = {
+    "static": "static: the slowest rank sets the pace, so plans keep every host in one family",
+    "dynamic": "dynamic: a work queue, so plans may mix families, priced at their summed speed",
+}
+"""What each ``balance`` means for plans, as ``check`` and ``recommend`` say it."""
 _ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
@@ -125,6 +137,8 @@ class Descriptor:
     profile: ProfileSpec | None = None
     desktop: Desktop = field(default_factory=lambda: Desktop(kind="local"))
     done_file: str | None = None
+    balance: str = DEFAULT_BALANCE
+    """``static`` (the slowest rank sets the pace) or ``dynamic`` (a work queue)."""
 
     @property
     def project_dir(self) -> Path:
@@ -284,6 +298,9 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
     done_file = None
     if top.get("done_file") is not None:
         done_file = _remote_path(check, top["done_file"], "done_file", workdir)
+    balance = check.string(top.get("balance", DEFAULT_BALANCE), "balance")
+    if balance not in BALANCES:
+        raise check.fail("balance", f"{balance!r} must be 'static' (a fixed split among ranks, e.g. MPI) or 'dynamic' (a work queue)")
     return Descriptor(
         path=path,
         name=name,
@@ -294,6 +311,7 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         profile=profile,
         desktop=desktop,
         done_file=done_file,
+        balance=balance,
     )
 
 

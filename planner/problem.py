@@ -175,7 +175,13 @@ class Subproblem:
     max_types: int | None = None
     """Most worker types in one plan; None: any number."""
     balance: str = "dynamic"
-    lower_bounds: dict = field(default_factory=dict, repr=False)
+    family: str = ""
+    """The one family of every candidate (static balance); empty when families mix."""
+    twins: list[str] = field(default_factory=list)
+    """Other regions where this very problem arises (same types and prices): the same plans run there."""
+    rules: BillingRules | None = None
+    solver_state: dict = field(default_factory=dict, repr=False)
+    """Solver models kept between solves (``planner.highs_model``)."""
 
     @property
     def one_family(self) -> bool:
@@ -304,17 +310,22 @@ def build_subproblems(
     balance: str = "dynamic",
     prune: bool = True,
 ) -> list[Subproblem]:
-    """Group the candidates by (region, market), price them on every level and prune dominated ones.
+    """Group the candidates by (region, market), and by family for static balance, price them on
+    every level and prune dominated ones. A region whose problem is identical to an earlier one's
+    (same types, prices, rates and quota) is solved once: it is listed in that problem's ``twins``.
 
     ``homogeneous`` is ``max_types=1``. Burstable types are left out of the master role.
     """
     if homogeneous:
         max_types = 1
-    by_key: dict[tuple[str, str], list[Candidate]] = {}
+    by_key: dict[tuple[str, str, str], list[Candidate]] = {}
     for cand in candidates:
-        by_key.setdefault((cand.region, cand.market), []).append(cand)
+        # Static balance keeps a plan in one family, so each family is a problem of its own.
+        family = cand.offer.family if balance == "static" else ""
+        by_key.setdefault((cand.region, cand.market, family), []).append(cand)
     subs = []
-    for (region, market), cands in sorted(by_key.items()):
+    seen: dict[tuple, Subproblem] = {}
+    for (region, market, family), cands in sorted(by_key.items()):
         quota = (quotas or {}).get(region, {}).get(market)
         groups = []
         for group in (workers, master):
@@ -330,14 +341,24 @@ def build_subproblems(
             groups.append(_subset(arrays, keep))
         if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
             continue
-        subs.append(
-            Subproblem(
-                region=region, market=market, levels=levels, workers=groups[0], master=groups[1],
-                fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
-                quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance,
-            )
+        signature = (market, family, quota, _signature(groups[0]), _signature(groups[1]))
+        if signature in seen:
+            seen[signature].twins.append(region)
+            continue
+        seen[signature] = Subproblem(
+            region=region, market=market, family=family, levels=levels, workers=groups[0], master=groups[1],
+            fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
+            quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance, rules=rules,
         )
+        subs.append(seen[signature])
     return subs
+
+
+def _signature(group: GroupArrays | None) -> tuple:
+    """What a group's problem depends on: its types with their price, rate, size and capacity."""
+    if group is None:
+        return ()
+    return tuple((c.instance_type, c.price_usd_h, c.rate_per_s, c.memory_mb, c.vcpus, c.capacity_units) for c in group.cands)
 
 
 def evaluate(

@@ -9,7 +9,7 @@ Order: candidates (``planner.candidates``), capacity levels and per-region probl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from d2c.descriptor import Descriptor, Role
 from d2c.durations import format_duration
 from d2c.errors import NoPlanError, UsageError
 from planner import ranking
-from planner.billing import BillingRules
+from planner.billing import BillingRules, instance_usd, plan_fixed_usd
 from planner.candidates import DEFAULT_MAX_TYPES, Limits, build_candidates, describe_filters
 from planner.catalog import Catalog
 from planner.enumeration import homogeneous_bests
@@ -35,7 +35,20 @@ class Recommendation:
 
     plans: tuple[Plan, ...]
     points: tuple[tuple[float, float], ...] = field(default_factory=tuple)
-    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type."""
+    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type (only
+    when asked for: they cost a search of their own)."""
+    breakdown: tuple[tuple[str, float], ...] = ()
+    """Plan 1's p50 cost by item: compute, EBS root volumes, egress, image snapshots (USD)."""
+
+
+PROFILE_ONLY_ROLE = "app"
+PROFILE_ONLY_MAX = 64
+"""Without a descriptor: one role of 1..64 instances, each running workers and one the master."""
+
+
+def profile_only_groups() -> tuple[RoleGroup, None]:
+    """The one auto-count role planned for someone with a profile and no d2c.yaml."""
+    return RoleGroup(PROFILE_ONLY_ROLE, 1, PROFILE_ONLY_MAX, works=True, hosts_master=True, ebs_gb=DEFAULT_ROOT_GB), None
 
 
 def role_groups(descriptor: Descriptor) -> tuple[RoleGroup, RoleGroup | None]:
@@ -78,8 +91,10 @@ def _image_disk_bytes(image: Path) -> int:
     return image.stat().st_size
 
 
-def billing_rules(descriptor: Descriptor, output_gb: float) -> BillingRules:
+def billing_rules(descriptor: Descriptor | None, output_gb: float) -> BillingRules:
     """Billing rules for this app: image snapshot storage from its image files, egress of its outputs."""
+    if descriptor is None:
+        return BillingRules(egress_gb=output_gb)
     images = {role.image for role in descriptor.roles if not role.image.is_dir() and role.image.exists()}
     image_gb = sum(path.stat().st_size for path in images) / 2**30
     return BillingRules(egress_gb=output_gb, image_gb=image_gb)
@@ -151,15 +166,37 @@ def recommend(subs: list[Subproblem], limits: Limits, *, top: int = 5, solver: s
     for rank, found in enumerate(ordered, start=1):
         why = _why(rank, found, best[0], fastest, limits, ranked_by_cost=rank <= len(best))
         plans.append(to_plan(found, rank, why, found.fleet in frontier_fleets))
+    breakdown = cost_breakdown(best[0])
     if not points:
-        return Recommendation(plans=tuple(plans))
+        return Recommendation(plans=tuple(plans), breakdown=breakdown)
     plot_points = []
     for sub in subs:
         for i, count, master, _ in homogeneous_bests(sub, budget_usd=budget, deadline_s=None):
             evaluation = evaluate(sub, {i: count}, master, budget_usd=budget, deadline_s=None)
             if evaluation is not None:
                 plot_points.append((float(evaluation.time90), float(evaluation.cost50)))
-    return Recommendation(plans=tuple(plans), points=tuple(plot_points))
+    return Recommendation(plans=tuple(plans), points=tuple(plot_points), breakdown=breakdown)
+
+
+def cost_breakdown(found: ranking.Found) -> tuple[tuple[str, float], ...]:
+    """A plan's p50 cost by item, from the same billing rules that priced it."""
+    sub, k = found.sub, found.evaluation.level
+    rules = sub.rules or BillingRules()
+    run_s = float(sub.levels.t50[k])
+    used = [(sub.workers, i, n) for i, n in found.counts.items()]
+    if found.master is not None:
+        used.append((sub.master, found.master, 1))
+    compute = ebs = 0.0
+    for group, i, n in used:
+        cand = group.cands[i]
+        role_rules = rules if group.role.ebs_gb is None else replace(rules, ebs_gb=group.role.ebs_gb)
+        with_disk = float(instance_usd(cand.price_usd_h, run_s, cand.rate_per_s, role_rules))
+        compute_only = float(instance_usd(cand.price_usd_h, run_s, cand.rate_per_s, replace(role_rules, ebs_gb=0.0)))
+        compute += n * compute_only
+        ebs += n * (with_disk - compute_only)
+    egress = rules.egress_gb * rules.egress_usd_gb
+    snapshots = float(plan_fixed_usd(run_s, rules)) - egress
+    return (("compute", compute), ("EBS root volumes", ebs), ("egress", egress), ("image snapshots", snapshots))
 
 
 def _money(value: float) -> str:
@@ -189,9 +226,9 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
     sub = found.sub
     allocations = []
     if found.master is not None:
-        allocations.append(_allocation(sub.master.role.role, sub.master.cands[found.master], 1))
+        allocations.append(_allocation(sub.master.role.role, sub.master.cands[found.master], 1, sub.master.role.works))
     for i, count in sorted(found.counts.items(), key=lambda item: sub.workers.cands[item[0]].instance_type):
-        allocations.append(_allocation(sub.workers.role.role, sub.workers.cands[i], count))
+        allocations.append(_allocation(sub.workers.role.role, sub.workers.cands[i], count, True))
     e = found.evaluation
     return Plan(
         rank=rank,
@@ -201,20 +238,30 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
         cost_usd=Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4)),
         why=why,
         on_frontier=on_frontier,
-        also_in=tuple(
-            Alternative(other.sub.region, Estimate(p50=round(float(other.evaluation.cost50), 4), p90=round(float(other.evaluation.cost90), 4)))
-            for other in found.also
-            if other.sub.region != sub.region
-        ),
+        also_in=_also_in(found),
     )
 
 
-def _allocation(role: str, cand, count: int) -> RoleAllocation:
+def _also_in(found: ranking.Found) -> tuple[Alternative, ...]:
+    """The other regions running the same worker mix, cheapest first: identical problems, then other finds."""
+    cost = lambda e: Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4))  # noqa: E731
+    seen = {found.sub.region}
+    also = []
+    for other in (found, *found.also):
+        for region in ([] if other is found else [other.sub.region]) + list(other.sub.twins):
+            if region not in seen:
+                seen.add(region)
+                also.append((float(other.evaluation.cost50), region, cost(other.evaluation)))
+    return tuple(Alternative(region, estimate) for _, region, estimate in sorted(also))
+
+
+def _allocation(role: str, cand, count: int, works: bool) -> RoleAllocation:
+    """``workers_per_instance`` is the host's slots: its ranks in the hostfile and D2C_WORKER_COUNT."""
     offer = cand.offer
     return RoleAllocation(
         role=role, instance_type=offer.instance_type, count=int(count), market=cand.market, region=offer.region,
         vcpus=int(offer.vcpus), memory_gib=float(offer.memory_gib), arch=offer.arch,
-        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance),
+        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance) if works else 0,
     )
 
 
