@@ -1,13 +1,16 @@
-"""The integer program of ``planner.ilp`` held in HiGHS through highspy's own API, one per problem.
+"""The integer program of ``planner.ilp`` held in HiGHS through highspy's own API.
 
-The model of a region and market (and family, for static balance) is built once, over every
-level, with numpy arrays handed to ``Highs.addCols``/``addRows`` (no modelling layer, no model
-file). Each solve then only changes what differs between the k-best, frontier and fastest-plan
-searches: column bounds (the window of levels, the deadline, the reduced-cost bounds on counts),
-the budget and cost-cap rows, which no-good cut rows are active (a cut is added once and switched
-off by relaxing its bound), and the objective. Variables and constraints are those in
-``planner.ilp``'s docstring; the one-family rule needs no row here, since static problems hold
-one family each.
+A model covers one problem (region, market, and family for static balance) over a window of
+capacity levels; it is built with numpy arrays handed to ``Highs.addCols``/``addRows`` (no
+modelling layer, no model file) and kept, per problem and window, for every later solve: each
+solve only changes what differs between the k-best, frontier and fastest-plan searches: column
+bounds (the deadline, the reduced-cost bounds on counts), the budget and cost-cap rows, which
+no-good cut rows are active (a cut is added once and switched off by relaxing its bound), and the
+objective. Models are per window rather than over every level because HiGHS presolves the whole
+model on every run: a model of all levels with most of them fixed off solves 5-10 times slower
+than one of the few levels the search is looking at (benchmarks/README.md). Variables and
+constraints are those in ``planner.ilp``'s docstring; the one-family rule needs no row here,
+since static problems hold one family each.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class HighsModel:
 
     highs: object
     K: int
+    ks: np.ndarray
+    """The levels (of the problem's grid) this model covers, in order."""
     n_i: np.ndarray
     n_k: np.ndarray
     x_m: np.ndarray
@@ -78,18 +83,20 @@ class _Rows:
         )
 
 
-def build(sub: Subproblem, most: int) -> HighsModel:
-    """Every level's variables and the constraints that do not change from one solve to the next."""
+def build(sub: Subproblem, most: int, ks: np.ndarray) -> HighsModel:
+    """The variables of levels ``ks`` and the constraints that do not change from one solve to the next."""
     import highspy
 
     from planner.ilp import silence_highs_banner
 
     silence_highs_banner()
     levels, workers, master = sub.levels, sub.workers, sub.master
-    K, T = len(levels), len(workers.cands)
-    n_i, n_k = np.nonzero(workers.fits)
+    ks = np.asarray(ks, dtype=np.int64)
+    K, T = ks.size, len(workers.cands)
+    units, level_upper = levels.units[ks].astype(float), levels.upper[ks].astype(float)
+    n_i, n_k = np.nonzero(workers.fits[:, ks])
     if master is not None:
-        x_m, x_k = np.nonzero(master.fits)
+        x_m, x_k = np.nonzero(master.fits[:, ks])
     else:
         x_m = x_k = np.zeros(0, dtype=np.int64)
     n0 = K
@@ -102,9 +109,8 @@ def build(sub: Subproblem, most: int) -> HighsModel:
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)
     h.setOptionValue("threads", 1)
-    lower = np.zeros(columns)
-    upper = np.concatenate([np.ones(K), np.full(n_i.size, float(most)), np.ones(x_m.size), np.ones(T), [_INF]])
-    h.addCols(columns, np.zeros(columns), lower, upper, 0, np.zeros(columns, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0))
+    col_upper = np.concatenate([np.ones(K), np.full(n_i.size, float(most)), np.ones(x_m.size), np.ones(T), [_INF]])
+    h.addCols(columns, np.zeros(columns), np.zeros(columns), col_upper, 0, np.zeros(columns, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0))
     integer = np.arange(tau, dtype=np.int32)
     h.changeColsIntegrality(integer.size, integer, np.array([highspy.HighsVarType.kInteger] * integer.size))
 
@@ -115,7 +121,7 @@ def build(sub: Subproblem, most: int) -> HighsModel:
     n_cols, x_cols = n0 + np.arange(n_i.size), x0 + np.arange(x_m.size)
     w_cap = workers.cap[n_i].astype(float)
     # Per level: capacity from below and above, worker count from below and above, one master.
-    for bound, low, high in ((levels.units, 0.0, _INF), (levels.upper, -_INF, 0.0)):
+    for bound, low, high in ((units, 0.0, _INF), (level_upper, -_INF, 0.0)):
         rows.add(
             np.concatenate([n_k, x_k, K_range]), np.concatenate([n_cols, x_cols, K_range]),
             np.concatenate([w_cap, m_cap[x_m], -bound.astype(float)]), np.full(K, low), np.full(K, high),
@@ -141,8 +147,8 @@ def build(sub: Subproblem, most: int) -> HighsModel:
         rows.add(np.zeros(vcpus.size, int), np.concatenate([n_cols, x_cols]), vcpus, [-_INF], [float(sub.quota_vcpus)])
 
     def cost(which):
-        fixed = sub.fixed50 if which == "cost50" else sub.fixed90
-        values = [getattr(workers, which)[n_i, n_k], getattr(master, which)[x_m, x_k] if master is not None else np.zeros(0), fixed]
+        fixed = (sub.fixed50 if which == "cost50" else sub.fixed90)[ks]
+        values = [getattr(workers, which)[n_i, ks[n_k]], getattr(master, which)[x_m, ks[x_k]] if master is not None else np.zeros(0), fixed]
         columns_ = np.concatenate([n_cols, x_cols, K_range])
         return np.zeros(columns_.size, int), columns_, np.concatenate(values)
 
@@ -152,17 +158,17 @@ def build(sub: Subproblem, most: int) -> HighsModel:
     mixed = len(rates) > 1
     if mixed:
         # tau >= time_ik (y_k + u_i - 1) for every worker column; tau >= time_mk x_mk for the master.
-        t = workers.time90[n_i, n_k].astype(float)
+        t = workers.time90[n_i, ks[n_k]].astype(float)
         J = np.arange(n_i.size)
         rows.add(np.concatenate([J, J, J]), np.concatenate([np.full(J.size, tau), n_k, u0 + n_i]),
                  np.concatenate([np.ones(J.size), -t, -t]), -t, np.full(J.size, _INF))
         if master is not None:
-            tm = master.time90[x_m, x_k].astype(float)
+            tm = master.time90[x_m, ks[x_k]].astype(float)
             J = np.arange(x_m.size)
             rows.add(np.concatenate([J, J]), np.concatenate([np.full(J.size, tau), x_cols]),
                      np.concatenate([np.ones(J.size), -tm]), np.zeros(J.size), np.full(J.size, _INF))
     rows.flush(h, columns)
-    return HighsModel(h, K, n_i, n_k, x_m, x_k, n0, x0, u0, tau, budget_row, cap_row, mixed)
+    return HighsModel(h, K, ks, n_i, n_k, x_m, x_k, n0, x0, u0, tau, budget_row, cap_row, mixed)
 
 
 def _set_cuts(model: HighsModel, cuts, T: int) -> None:
@@ -186,13 +192,17 @@ def solve(
     model: HighsModel, sub: Subproblem, *, y_ub: np.ndarray, n_ub: np.ndarray, x_ub: np.ndarray | None,
     budget_usd: float, cost_cap: float | None, cuts, objective: str,
 ):
-    """Set this solve's bounds, rows and objective, run HiGHS; (counts, master, level, value) or None."""
+    """Set this solve's bounds, rows and objective, run HiGHS; (counts, master, level, value) or None.
+
+    The bounds are over the problem's whole grid; the level returned is the grid's.
+    """
     import highspy
 
     h = model.highs
     workers, master = sub.workers, sub.master
-    T = len(workers.cands)
-    upper = np.concatenate([y_ub, n_ub[model.n_i, model.n_k], x_ub[model.x_m, model.x_k] if master is not None else [], np.ones(T), [_INF]])
+    T, ks = len(workers.cands), model.ks
+    upper = np.concatenate([y_ub[ks], n_ub[model.n_i, ks[model.n_k]], x_ub[model.x_m, ks[model.x_k]] if master is not None else [],
+                            np.ones(T), [_INF]])
     index = np.arange(model.columns, dtype=np.int32)
     h.changeColsBounds(model.columns, index, np.zeros(model.columns), upper.astype(float))
     h.changeRowBounds(model.budget_row, -_INF, budget_usd if np.isfinite(budget_usd) else _INF)
@@ -200,14 +210,14 @@ def solve(
     _set_cuts(model, cuts, T)
     costs = np.zeros(model.columns)
     if objective == "time" and not model.mixed_rates:
-        costs[: model.K] = workers.time90[0, :]
+        costs[: model.K] = workers.time90[0, ks]
     elif objective == "time":
         costs[model.tau] = 1.0
     else:
-        costs[: model.K] = sub.fixed50
-        costs[model.n0 : model.x0] = workers.cost50[model.n_i, model.n_k]
+        costs[: model.K] = sub.fixed50[ks]
+        costs[model.n0 : model.x0] = workers.cost50[model.n_i, ks[model.n_k]]
         if master is not None:
-            costs[model.x0 : model.u0] = master.cost50[model.x_m, model.x_k]
+            costs[model.x0 : model.u0] = master.cost50[model.x_m, ks[model.x_k]]
     h.changeColsCost(model.columns, index, costs)
     h.run()
     status = h.getModelStatus()
@@ -216,7 +226,7 @@ def solve(
     if status != highspy.HighsModelStatus.kOptimal:
         raise WorkError(f"the highs solver did not prove a plan optimal (status {h.modelStatusToString(status)}); try --solver cbc")
     values = np.asarray(h.getSolution().col_value)
-    level = int(np.argmax(values[: model.K]))
+    level = int(ks[int(np.argmax(values[: model.K]))])
     counts: dict[int, int] = {}
     for j in np.flatnonzero(np.round(values[model.n0 : model.x0]) >= 1):
         i = int(model.n_i[j])

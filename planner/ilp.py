@@ -12,7 +12,7 @@ and master candidates ``m``:
 
 Constraints per level: ``units_k·y_k <= Σ_i cap_i·n_ik + Σ_m cap_m·x_mk <= upper_k·y_k`` (the
 fleet, the master's ranks included, reaches level ``k`` and no further, so the level chosen is
-the level the model is read at, and no fleet lies past the model's fastest point),
+the level the model is read at),
 ``min·y_k <= Σ_i n_ik <= max·y_k``, ``Σ_m x_mk = y_k``; then the
 instance cap, the vCPU quota, the budget on p90 cost, an optional cap on p50 cost (pruning for
 k-best), at most ``max_types`` worker types (``Σ_i u_i``), for static balance one family for
@@ -40,6 +40,8 @@ from d2c.errors import WorkError
 from planner.problem import Subproblem
 
 SOLVERS = ("highs", "cbc")
+_KEPT_MODELS = 32
+"""HiGHS models kept per problem (one per window of levels), oldest dropped first."""
 
 CutKey = frozenset
 """A plan's used worker types: ``("w", i)`` for worker candidate ``i``."""
@@ -278,9 +280,6 @@ def solve(
 def _solve_highs(sub: Subproblem, window: np.ndarray, bounds, most: int, *, budget_usd, cost_cap, cuts, objective) -> Solution | None:
     from planner import highs_model
 
-    model = sub.solver_state.get(("highs", most))
-    if model is None:
-        model = sub.solver_state[("highs", most)] = highs_model.build(sub, most)
     in_window = np.zeros(len(sub.levels), dtype=bool)
     in_window[np.asarray(window, dtype=np.int64)] = True
     n_ub = np.where(in_window[None, :], np.clip(np.minimum(bounds[0], most), 0, None), 0.0)
@@ -291,6 +290,12 @@ def _solve_highs(sub: Subproblem, window: np.ndarray, bounds, most: int, *, budg
         usable &= (x_ub > 0).any(axis=0)
     if not usable.any():
         return None
+    key = ("highs", most, tuple(int(k) for k in np.flatnonzero(in_window)))
+    model = sub.solver_state.get(key)
+    if model is None:
+        if len(sub.solver_state) >= _KEPT_MODELS:
+            sub.solver_state.pop(next(iter(sub.solver_state)))
+        model = sub.solver_state[key] = highs_model.build(sub, most, np.array(key[2], dtype=np.int64))
     found = highs_model.solve(
         model, sub, y_ub=usable.astype(float), n_ub=n_ub, x_ub=x_ub, budget_usd=budget_usd, cost_cap=cost_cap,
         cuts=cuts, objective=objective,

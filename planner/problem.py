@@ -8,14 +8,16 @@ Semantics (the model both solve exactly):
   least one unit). *A fleet's runtime is the model's runtime at the largest level its capacity
   reaches*, so a prediction is conservative by at most one step (2 %).
 * **Monotone model.** Level runtimes are the model's p50 and p90 made non-increasing (a running
-  minimum), and the grid stops at the model's fastest point: the planner offers no fleet larger
-  than the one the model predicts to be fastest. Per-worker and master memory at a level are the
+  minimum). The grid runs up to the largest fleet's capacity: past a model's fastest point (USL,
+  Ernest) a fleet is read at the fastest point's runtime, the least the model predicts (a cost
+  search never buys capacity it does not need, so such a fleet is chosen only where integer
+  sizes leave no smaller one). Per-worker and master memory at a level are the
   largest the model predicts at that level or above (exact for models whose per-worker memory
   does not grow with the worker count, conservative otherwise). Together these make a bigger
   fleet never slower and never short of memory, which keeps the pruning below exact.
 * **Levels are exact.** A fleet's capacity lies in exactly one level: the program bounds it from
-  below (``units_k``) *and* above (``upper_k``), so a fleet past the model's fastest point (USL,
-  Ernest) is never chosen and never left without a level.
+  below (``units_k``) *and* above (``upper_k``), so the level solved for is the level the fleet is
+  read at, and every fleet the candidates can form has one.
 * **Memory.** Every host must hold ``MEMORY_HEADROOM`` (1.10) times its predicted peak RSS plus
   ``HOST_OVERHEAD_MB`` (the OS and d2c's own agent): its workers (ranks) times the per-worker
   peak, plus the master's peak on the host that runs the master (each host of a single-role app
@@ -83,8 +85,6 @@ class Levels:
     t90: np.ndarray
     worker_mb: np.ndarray
     master_mb: np.ndarray
-    capped: bool = False
-    """The grid stops at the model's fastest point before the largest fleet's capacity."""
 
     @property
     def units(self) -> np.ndarray:
@@ -119,9 +119,6 @@ def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_un
     estimates = [predictor.runtime(scale, float(w)) for w in workers]
     t50 = np.array([e.p50 for e in estimates], dtype=float)
     t90 = np.maximum(np.array([e.p90 for e in estimates], dtype=float), t50)
-    top = max(int(np.argmin(t50)), int(np.argmin(t90))) + 1
-    capped = top < len(workers)
-    bounds, workers, t50, t90 = bounds[: top + 1], workers[:top], t50[:top], t90[:top]
     memory = [predictor.memory(scale, float(w)) for w in workers]
     worker_mb = np.array([m.per_worker_mb for m in memory], dtype=float)
     master_mb = np.array([m.master_mb for m in memory], dtype=float)
@@ -132,7 +129,6 @@ def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_un
         t90=np.minimum.accumulate(t90),
         worker_mb=suffix_max(worker_mb),
         master_mb=suffix_max(master_mb),
-        capped=capped,
     )
 
 
@@ -253,10 +249,7 @@ def undominated(group: GroupArrays, levels: Levels, use_vcpus: bool, same_family
     mem = (np.array([c.memory_mb for c in group.cands]) - HOST_OVERHEAD_MB) / MEMORY_HEADROOM
     wpi = np.array([c.workers_per_instance for c in group.cands], dtype=float)
     le = lambda a: a[:, None] <= a[None, :]  # noqa: E731 - [i, j]: i's value <= j's
-    # Past the fastest point a fleet has no level, so a bigger type can only stand in for an
-    # equal one there; otherwise more capacity is never worse (a higher level is never slower).
-    more = group.cap[:, None] == group.cap[None, :] if levels.capped else group.cap[:, None] >= group.cap[None, :]
-    better = le(price) & le(rate) & more
+    better = le(price) & le(rate) & (group.cap[:, None] >= group.cap[None, :])
     if same_family:
         family = np.array([c.offer.family for c in group.cands])
         better &= family[:, None] == family[None, :]
