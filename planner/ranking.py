@@ -28,8 +28,8 @@ from planner.enumeration import homogeneous_bests
 from planner.problem import Evaluation, Subproblem, evaluate
 
 FRONTIER_POINTS = 3
-_TIME_CHUNK = 24
-_COST_CHUNK = 8
+_TIME_CHUNK = 4
+_COST_CHUNK = 4
 _TOL = 1e-9
 _FIRST_GROWTH = 0.02
 """The second round's cap is this much above the first, then the step doubles (benchmarks/README.md)."""
