@@ -38,7 +38,18 @@ class Recommendation:
 
     plans: tuple[Plan, ...]
     points: tuple[tuple[float, float], ...] = field(default_factory=tuple)
-    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type."""
+    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type (only
+    when asked for: they cost a search of their own)."""
+
+
+PROFILE_ONLY_ROLE = "app"
+PROFILE_ONLY_MAX = 64
+"""Without a descriptor: one role of 1..64 instances, each running workers and one the master."""
+
+
+def profile_only_groups() -> tuple[RoleGroup, None]:
+    """The one auto-count role planned for someone with a profile and no d2c.yaml."""
+    return RoleGroup(PROFILE_ONLY_ROLE, 1, PROFILE_ONLY_MAX, works=True, hosts_master=True, ebs_gb=DEFAULT_ROOT_GB), None
 
 
 def role_groups(descriptor: Descriptor, disk_bytes: dict[str, int] | None = None) -> tuple[RoleGroup, RoleGroup | None]:
@@ -87,10 +98,12 @@ def _image_disk_bytes(image: Path) -> int:
     return image.stat().st_size
 
 
-def billing_rules(descriptor: Descriptor, output_gb: float) -> BillingRules:
+def billing_rules(descriptor: Descriptor | None, output_gb: float) -> BillingRules:
     """Billing rules for this app: image snapshot storage from its image files (snapshots store the
     blocks written, about the file's size), their upload time at ``UPLOAD_MBIT_S``, egress of its
     outputs (at each plan's region's rate)."""
+    if descriptor is None:
+        return BillingRules(egress_gb=output_gb)
     images = {role.image for role in descriptor.roles if not role.image.is_dir() and role.image.exists()}
     image_bytes = sum(path.stat().st_size for path in images)
     return BillingRules(
@@ -209,7 +222,7 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
     used += [(sub.workers, i, count) for i, count in sorted(found.counts.items(), key=lambda item: sub.workers.cands[item[0]].instance_type)]
     for group, index, count in used:
         cand = group.cands[index]
-        allocations.append(_allocation(group.role.role, cand, count, group.role.ebs_gb))
+        allocations.append(_allocation(group.role.role, cand, count, group.role.works, group.role.ebs_gb))
         role_rules = sub.rules if group.role.ebs_gb is None else replace(sub.rules, ebs_gb=group.role.ebs_gb)
         one = instance_items(cand.price_usd_h, run_s, cand.rate_per_s, role_rules, cand.credit_usd_h)
         breakdown = breakdown + one.times(count)
@@ -221,21 +234,31 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
         cost_usd=Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4)),
         why=why,
         on_frontier=on_frontier,
-        also_in=tuple(
-            Alternative(other.sub.region, Estimate(p50=round(float(other.evaluation.cost50), 4), p90=round(float(other.evaluation.cost90), 4)))
-            for other in found.also
-            if other.sub.region != sub.region
-        ),
+        also_in=_also_in(found),
         breakdown=breakdown.rounded(),
     )
 
 
-def _allocation(role: str, cand, count: int, root_gb: float | None) -> RoleAllocation:
+def _also_in(found: ranking.Found) -> tuple[Alternative, ...]:
+    """The other regions running the same worker mix, cheapest first: identical problems, then other finds."""
+    cost = lambda e: Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4))  # noqa: E731
+    seen = {found.sub.region}
+    also = []
+    for other in (found, *found.also):
+        for region in ([] if other is found else [other.sub.region]) + list(other.sub.twins):
+            if region not in seen:
+                seen.add(region)
+                also.append((float(other.evaluation.cost50), region, cost(other.evaluation)))
+    return tuple(Alternative(region, estimate) for _, region, estimate in sorted(also))
+
+
+def _allocation(role: str, cand, count: int, works: bool, root_gb: float | None) -> RoleAllocation:
+    """``workers_per_instance`` is the host's slots: its ranks in the hostfile and D2C_WORKER_COUNT."""
     offer = cand.offer
     return RoleAllocation(
         role=role, instance_type=offer.instance_type, count=int(count), market=cand.market, region=offer.region,
         vcpus=int(offer.vcpus), memory_gib=float(offer.memory_gib), arch=offer.arch,
-        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance),
+        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance) if works else 0,
         on_demand_usd_h=float(offer.on_demand_usd_h) if offer.on_demand_usd_h else None,
         cpu_credits=cand.cpu_credits, root_gb=root_gb,
     )

@@ -39,6 +39,9 @@ def summary_lines(descriptor: Descriptor) -> list[str]:
         f"name: {descriptor.name}    remote work folder: {descriptor.workdir}    desktop: {descriptor.desktop.label}",
         "roles:",
     ]
+    from d2c.descriptor import BALANCE_MEANING
+
+    lines.insert(2, f"balance: {BALANCE_MEANING[descriptor.balance]}")
     for role in descriptor.roles:
         mark = "runs the app, " if role.master else ""
         lines.append(f"  {role.name}: {mark}count {_count(role)}, image {_image(role, base)}, user {role.user}")
