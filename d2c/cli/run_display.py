@@ -68,7 +68,7 @@ def run_targets(plan, planset, *, reserve_s: float, started_at: float, deadline_
     from planner.billing import BillingRules
 
     deadline = planset.deadline_s if deadline_s is None else deadline_s
-    reserve_usd = plan.hourly_usd * reserve_s / 3600.0 + planset.output_gb * BillingRules().egress_usd_gb
+    reserve_usd = plan.hourly_usd * reserve_s / 3600.0 + planset.output_gb * BillingRules().for_region(plan.region).egress_rate
     return RunTargets(
         started_at=started_at,
         p50_s=plan.time_s.p50,
