@@ -15,8 +15,8 @@ fleet, the master's ranks included, reaches level ``k`` and no further, so the l
 the level the model is read at),
 ``min·y_k <= Σ_i n_ik <= max·y_k``, ``Σ_m x_mk = y_k``; then the
 instance cap, the vCPU quota, the budget on p90 cost, an optional cap on p50 cost (pruning for
-k-best), at most ``max_types`` worker types (``Σ_i u_i``), for static balance one family for
-every host (``u_i <= f_F(i)``, ``Σ_k x_mk <= f_F(m)``, ``Σ_F f_F <= 1``), and the cuts. Costs are linear because every
+k-best), at most ``max_types`` worker types (``Σ_i u_i``), and the cuts. Static balance needs no
+row: its problems hold one family each (``planner.problem``). Costs are linear because every
 coefficient is fixed once the level is: ``cost = Σ cost_ik·n_ik + Σ cost_mk·x_mk + Σ fixed_k·y_k``.
 
 The objective is the p50 cost, or for the fastest-plan search the p90 time: ``Σ time_k·y_k``
@@ -197,9 +197,6 @@ def solve(
     columns: dict[int, list[pulp.LpVariable]] = {}
     for (i, _), var in n.items():
         columns.setdefault(i, []).append(var)
-    master_columns: dict[int, list[pulp.LpVariable]] = {}
-    for (m, _), var in x.items():
-        master_columns.setdefault(m, []).append(var)
     for i, column in sorted(columns.items()):
         u = prob.add_variable(f"u_{i}", cat=pulp.LpBinary)
         prob += pulp.lpSum(column) <= most * u
@@ -207,15 +204,6 @@ def solve(
         uses["w", i] = u
     if sub.max_types is not None:
         prob += pulp.lpSum(uses.values()) <= sub.max_types
-    family_of = lambda group, j: group.cands[j].offer.family  # noqa: E731
-    families = {family_of(workers, i) for i in columns} | {family_of(master, m) for m in master_columns}
-    if sub.one_family and len(families) > 1:
-        f = {name: prob.add_variable(f"f_{index}", cat=pulp.LpBinary) for index, name in enumerate(sorted(families))}
-        prob += pulp.lpSum(f.values()) <= 1
-        for i in columns:
-            prob += uses["w", i] <= f[family_of(workers, i)]
-        for m, column in master_columns.items():
-            prob += pulp.lpSum(column) <= f[family_of(master, m)]
 
     instances = pulp.lpSum(n.values()) + (1 if master is not None else 0)
     if sub.max_instances is not None:
