@@ -256,3 +256,28 @@ def test_out_of_range_profile_fields_are_refused_naming_the_field(tmp_path, path
     assert result.returncode == 2
     line = error_line(result)
     assert named in line and "profile.json" in line
+
+
+# -- profiling that pays for itself -------------------------------------------------------
+
+
+def test_the_next_point_is_the_one_that_narrows_the_full_scale_prediction_most_per_second():
+    from profiler.design import ExperimentDesign
+    from profiler.runs import RunRecord
+
+    truth = lambda s, w: 0.5 + 4.0 * s / w  # noqa: E731
+    done = [RunRecord(scale=s, workers=float(w), wall_s=truth(s, w) * (1.02 if r == 2 else 1.0), repeat=r) for s in (1, 2) for w in (1, 2) for r in (1, 2)]
+    model = fit_model([r.observation(None) for r in done], full_scale=40.0)
+    design = ExperimentDesign([1, 2, 4], [1, 2], repeats=3)
+    narrowing = design.narrowing(model, done, (40.0, 2.0))
+    # A run at scale 4 says more about scale 40 than another run at scale 1 does.
+    assert narrowing(4, 2) > narrowing(2, 2) and narrowing(4, 2) > narrowing(1, 2)
+    chosen = design.next_point(done, 1000, model, (40.0, 2.0))
+
+    def per_second(s, w):
+        return narrowing(s, w) / (design.estimate_cost(s, w, done) * 1.3 + 0.3)
+
+    # Per second spent: the chosen point narrows at least as much as any other allowed one.
+    assert all(per_second(chosen.scale, chosen.workers) >= per_second(s, w) - 1e-12 for s in (1, 2, 4) for w in (1, 2))
+    # With little time left, the cheaper informative point wins or nothing is run.
+    assert design.next_point(done, 0.1, model, (40.0, 2.0)) is None
