@@ -281,3 +281,17 @@ def test_the_next_point_is_the_one_that_narrows_the_full_scale_prediction_most_p
     assert all(per_second(chosen.scale, chosen.workers) >= per_second(s, w) - 1e-12 for s in (1, 2, 4) for w in (1, 2))
     # With little time left, the cheaper informative point wins or nothing is run.
     assert design.next_point(done, 0.1, model, (40.0, 2.0)) is None
+
+
+def test_a_version_1_profile_is_read_by_refitting_its_runs(tmp_path):
+    from profiler.profile_file import load_profile
+
+    (tmp_path / "runs.csv").write_text("scale,workers,wall_s\n1,1,10\n1,2,5.2\n2,1,20\n2,2,10.3\n")
+    assert d2c("profile", "import", "runs.csv", "--host-speed", "1", cwd=tmp_path).returncode == 0
+    current = load_profile(tmp_path / "profile.json")
+    data = json.loads((tmp_path / "profile.json").read_text())
+    data["version"] = 1
+    data["model"] = {"chosen": "amdahl (s)", "bootstrap": {"seed": 1, "coefficients": [[0.0, 1.0]], "noise": [1.0]}}
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_profile(tmp_path / "old.json")
+    assert old.predictor.runtime(4.0, 8) == current.predictor.runtime(4.0, 8)
