@@ -15,8 +15,14 @@ Measured per size, in one run:
 * exactness: the ILP restricted to single-type fleets (``--homogeneous``) must find exactly the
   brute force's optimum, and the mixed ILP's plan may only be cheaper.
 
-Usage: ``python benchmarks/planner_scaling.py [--sizes 100,1000,...] [--repeats 3]``; prints a
-Markdown table for benchmarks/README.md.
+End to end (a second table): what ``d2c recommend`` computes after loading the catalog, the top
+5 distinct worker mixes plus the cost/time frontier (``planner.recommend.build_problem`` and
+``recommend``), for a master + worker app (1 master, 1..64 workers, the master's ranks counted)
+with static and with dynamic balance, HiGHS (the default) and CBC, against the same brute force
+over the same problems, on the whole sample and on 50,000 rows.
+
+Usage: ``python benchmarks/planner_scaling.py [--sizes 100,1000,...] [--e2e-sizes 0,50000]
+[--repeats 3]``; prints Markdown tables for benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ SIZES = (100, 300, 1000, 3000, 0, 10_000, 20_000, 50_000)
 """Candidate rows; 0 stands for the whole sample (all types, all regions, both markets)."""
 BUDGET, DEADLINE = 50.0, 3 * 3600.0
 WORKERS = RoleGroup("app", 1, 63, works=True, hosts_master=True)
+MASTER_WORKERS = (RoleGroup("worker", 1, 64, works=True, hosts_master=False), RoleGroup("master", 1, 1, works=True, hosts_master=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,12 +133,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--brute-repeats", type=int, default=1, help="brute force is slow at large sizes")
+    parser.add_argument("--e2e-sizes", default="0,50000", help="sizes for the end-to-end table ('' for none)")
     args = parser.parse_args()
     sample = read_catalog_csv(SAMPLE, source="sample")
     limits = Limits(budget_usd=BUDGET, deadline_s=DEADLINE)
     homogeneous = dataclasses.replace(limits, homogeneous=True)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    print(f"machine: {cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}")
+    print(f"machine: {cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}")
     print("| candidate rows | kept after pruning | build s | ILP top-5 CBC s | ILP top-5 HiGHS s | brute force 1..63 s | brute / (build + CBC) | #1 $ ILP (mixed) | #1 $ brute (single type) | single-type ILP = brute |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for size in (int(s) for s in args.sizes.split(",")):
@@ -157,6 +165,49 @@ def main() -> None:
             f"{brute_s / (build_s + cbc_s):.1f}x | {top_cbc[0].evaluation.cost50:.4f} | {baseline.evaluation.cost50:.4f} | {'yes' if exact else 'NO'} |",
             flush=True,
         )
+
+
+    if args.e2e_sizes:
+        end_to_end(sample, [int(s) for s in args.e2e_sizes.split(",")], args.repeats)
+
+
+def end_to_end(sample: Catalog, sizes: list[int], repeats: int) -> None:
+    """The second table: top 5 + frontier for a master + worker app, static and dynamic."""
+    from planner import recommend as planning
+
+    print()
+    print("| candidate rows | balance | recommend HiGHS s (runs) | recommend CBC s | brute force 1..64 s | brute / HiGHS | plans | #1 $ | #1 $ brute (single type) |")
+    print("|---:|:---|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        catalog = catalog_of(sample, size)
+        for balance in ("static", "dynamic"):
+            limits = Limits(budget_usd=BUDGET, deadline_s=DEADLINE, balance=balance, arch="x86_64")
+
+            def run(solver):
+                subs = planning.build_problem(Amdahl(), catalog, MASTER_WORKERS, limits, scale=1.0, rules=BillingRules())
+                return planning.recommend(subs, limits, top=5, solver=solver)
+
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                result = run("highs")
+                times.append(time.perf_counter() - start)
+            cbc_s, cbc = timed(lambda: run("cbc"), 1)
+            assert [p.cost_usd.p50 for p in cbc.plans[:5]] == [p.cost_usd.p50 for p in result.plans[:5]]
+
+            def brute():
+                subs = planning.build_problem(Amdahl(), catalog, MASTER_WORKERS, limits, scale=1.0, rules=BillingRules())
+                return best_homogeneous_loop(subs, budget_usd=BUDGET, deadline_s=DEADLINE, max_count=64)
+
+            brute_s, baseline = timed(brute, 1)
+            assert result.plans[0].cost_usd.p50 <= baseline.evaluation.cost50 + 1e-4
+            median = statistics.median(times)
+            print(
+                f"| {rows(catalog):,}{' (whole sample)' if size == 0 else ''} | {balance} | {median:.2f} ({', '.join(f'{t:.2f}' for t in times)}) | "
+                f"{cbc_s:.2f} | {brute_s:.2f} | {brute_s / median:.1f}x | {len(result.plans)} | {result.plans[0].cost_usd.p50:.4f} | "
+                f"{baseline.evaluation.cost50:.4f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

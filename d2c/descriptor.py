@@ -24,10 +24,15 @@ Every problem found is reported as one line naming the file, the field and the f
     desktop: local               # or {host: ssh://user@host:2222, key: ~/.ssh/id_ed25519}
     env: {OMP_NUM_THREADS: "1"}  # variables the app's commands see, on every host
     exclude: ["*.png", "plans.json"]   # not uploaded (gitignore syntax, besides .d2cignore)
+    balance: dynamic             # how the app shares work: static (default) or dynamic
 
 Names that reach a remote shell (the work folder, remote paths, login users) are held to a safe
 alphabet: a newline, ``;``, ``$`` or a quote there would end the quoted word d2c builds around
 them, or turn one path into two commands, on a host that runs as the user.
+
+``balance``: ``static`` (the default) for a fixed split of the work among ranks, as most MPI codes
+do, where the slowest rank sets the pace; ``dynamic`` for a work queue or process pool, where
+faster workers take more of the work. The planner prices fleets accordingly.
 """
 
 from __future__ import annotations
@@ -47,7 +52,14 @@ MAX_COUNT = 1000
 DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
-_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env", "exclude")
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env", "exclude", "balance")
+BALANCES = ("static", "dynamic")
+DEFAULT_BALANCE = "static"
+BALANCE_MEANING = {
+    "static": "static: the slowest rank sets the pace, so plans keep every host in one family",
+    "dynamic": "dynamic: a work queue, so plans may mix families, priced at their summed speed",
+}
+"""What each ``balance`` means for plans, as ``check`` and ``recommend`` say it."""
 _ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
@@ -141,6 +153,8 @@ class Descriptor:
     """``env:`` as (name, value) pairs in file order: exported for every role command."""
     exclude: tuple[str, ...] = ()
     """Files of app folders not to upload, in gitignore syntax (besides each folder's ``.d2cignore``)."""
+    balance: str = DEFAULT_BALANCE
+    """``static`` (the slowest rank sets the pace) or ``dynamic`` (a work queue)."""
 
     @property
     def project_dir(self) -> Path:
@@ -302,6 +316,9 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         done_file = _remote_path(check, top["done_file"], "done_file", workdir)
     env = _env(check, top.get("env"))
     exclude = _exclude(check, top.get("exclude", []) or [])
+    balance = check.string(top.get("balance", DEFAULT_BALANCE), "balance")
+    if balance not in BALANCES:
+        raise check.fail("balance", f"{balance!r} must be 'static' (a fixed split among ranks, e.g. MPI) or 'dynamic' (a work queue)")
     return Descriptor(
         path=path,
         name=name,
@@ -314,6 +331,7 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         done_file=done_file,
         env=env,
         exclude=exclude,
+        balance=balance,
     )
 
 

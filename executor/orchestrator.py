@@ -46,10 +46,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from d2c.descriptor import Descriptor
-from d2c.errors import D2CError, HostError, HostKeyMismatch, UsageError, WorkError
+from d2c.errors import D2CError, HostError, HostKeyMismatch, WorkError
 from d2c.state import PRIVATE_FILE_MODE, private_dir, runs_dir
 from executor.calibration import calibrate
 from executor.contextualize import host_files, ordered, ssh_mesh_script
@@ -59,13 +59,16 @@ from executor.journal import Journal, RunRecord
 from executor.providers.base import CapacityError, Machine, Provider, ProvisionRequest, deadman_minutes, machines_from_journal
 from executor.remote_run import CommandWatch, start_command
 from executor.report import run_report, write_report
-from executor.uploads import DEFAULT_STREAMS, total_bytes, upload
-from executor.watchdog import DEFAULT_RESERVE_S, Clock, Watchdog
+from executor.run_input import check_run_input
+from executor.run_types import RecordingUI, RunResult, RunSettings, RunUI
+
+__all__ = ["Orchestrator", "RecordingUI", "RunResult", "RunSettings", "RunUI", "check_run_input", "start_with_fallback"]
+from executor.uploads import total_bytes, upload
+from executor.watchdog import Clock, Watchdog
 from planner.billing import SECONDS_PER_MONTH, BillingRules
 from planner.plans import Plan, PlanSet
 
 MASTER_TAG = "master"
-EXIT_BY_OUTCOME = {"succeeded": 0, "detached": 0, "failed": 1, "stopped": 1}
 
 
 class HostsLost(WorkError):
@@ -74,126 +77,6 @@ class HostsLost(WorkError):
 
 class OverBudget(WorkError):
     """The watchdog stopped the run before its app started (e.g. a slow upload)."""
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Timing knobs of a run; the defaults suit EC2, tests shorten them."""
-
-    poll_s: float = 2.0
-    reserve_s: float = DEFAULT_RESERVE_S
-    states_every_s: float = 15.0
-    unreachable_s: float = 300.0
-    """Give up on a master that has not answered for this long."""
-    streams: int = DEFAULT_STREAMS
-    profile_path: Path | None = None
-    """The profile to append the measured point to after a successful run."""
-
-
-class RunUI(Protocol):
-    """How a run talks to its user; the command line draws bars, tests record."""
-
-    def note(self, message: str) -> None:
-        """A line saying what was done and why."""
-
-    def log_line(self, line: str) -> None:
-        """A line of the master's log."""
-
-    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
-        """The live status line."""
-
-    def progress(self, what: str, done: int, total: int) -> None:
-        """Progress of provisioning, uploads and downloads."""
-
-    def interrupted(self) -> str:
-        """The user pressed Ctrl-C: ``detach`` or ``stop``."""
-
-
-@dataclass
-class RecordingUI:
-    """A RunUI that keeps everything (tests, and runs without a terminal); Ctrl-C means stop."""
-
-    notes: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-    lives: list[tuple[float, float, float]] = field(default_factory=list)
-    choice: str = "stop"
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-    def log_line(self, line: str) -> None:
-        self.log.append(line)
-
-    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
-        self.lives.append((elapsed_s, spent_usd, budget_left_usd))
-
-    def progress(self, what: str, done: int, total: int) -> None:
-        """Progress is not recorded."""
-
-    def interrupted(self) -> str:
-        return self.choice
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How a run ended, for the command line."""
-
-    run_id: str
-    outcome: str
-    """``succeeded``, ``failed``, ``stopped`` or ``detached``."""
-    message: str
-    report_path: Path | None
-    capacity_error: bool = False
-    """The run failed because the cloud lacked capacity or quota for the plan."""
-
-    @property
-    def exit_code(self) -> int:
-        """0 for success or detach, 1 otherwise."""
-        return EXIT_BY_OUTCOME[self.outcome]
-
-
-def check_plan_matches(descriptor: Descriptor, planset: PlanSet, plan: Plan, plans_path: Path) -> None:
-    """The plan must be made for this descriptor: same name, only its roles, the master included."""
-    if planset.descriptor != descriptor.name:
-        raise UsageError(
-            f"{plans_path}: plans were made for descriptor {planset.descriptor!r}, not {descriptor.name!r} "
-            f"({descriptor.path}); run 'd2c recommend' again"
-        )
-    names = {role.name for role in descriptor.roles}
-    planned = [a.role for a in plan.roles]
-    unknown = sorted(set(planned) - names)
-    if unknown:
-        raise UsageError(f"{plans_path}: plan {plan.rank} has role(s) {', '.join(unknown)} that {descriptor.path} does not define; run 'd2c recommend' again")
-    missing = sorted(r.name for r in descriptor.roles if r.name not in planned and (r.master or r.min_count > 0))
-    if missing:
-        raise UsageError(f"{plans_path}: plan {plan.rank} has no hosts for role(s) {', '.join(missing)} of {descriptor.path}; run 'd2c recommend' again")
-    totals: dict[str, int] = {}
-    for allocation in plan.roles:
-        totals[allocation.role] = totals.get(allocation.role, 0) + allocation.count
-    for name, count in totals.items():
-        role = descriptor.role(name)
-        low, high = (role.count, role.count) if role.count is not None else (max(role.min_count, 1), role.max_count)
-        if role.master and len(descriptor.roles) > 1:
-            low = high = 1
-        if not low <= count <= high:
-            allowed = f"exactly {low}" if low == high else f"{low} to {high}"
-            raise UsageError(
-                f"{plans_path}: plan {plan.rank} gives role {name!r} {count} host(s), but {descriptor.path} allows {allowed}; run 'd2c recommend' again"
-            )
-
-
-def check_run_input(descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path, provider: str) -> None:
-    """Everything a run's input must pass before anything of the run is created (UsageError)."""
-    check_plan_matches(descriptor, planset, plan, plans_path)
-    if provider != "local":
-        return
-    for allocation in plan.roles:
-        role = descriptor.role(allocation.role)
-        if not role.image_is_folder:
-            raise UsageError(
-                f"{descriptor.path}: role {role.name!r}: a rehearsal with --provider local runs apps given as a folder, "
-                f"not the VM image {role.image.name}; use --provider aws"
-            )
 
 
 def start_with_fallback(
@@ -387,6 +270,7 @@ class Orchestrator:
         deadline_at = None
         if run.record.deadline_s is not None:
             deadline_at = run.record.created_at + float(run.record.deadline_s)
+        instances = self.journal.resources(run.run_id, "instance")
         watchdog = Watchdog(
             machines=machines_from_journal(self.journal, run.run_id, live_only=False),
             budget_usd=run.record.budget_usd,
@@ -395,6 +279,10 @@ class Orchestrator:
             reserve_s=self.settings.reserve_s,
             ebs_gb=float(run.record.details.get("ebs_gb", 0.0)),
             expected_output_gb=float(run.record.details.get("output_gb", 0.0)),
+            rules=BillingRules().for_region(run.plan.region),
+            public_ipv4={r.resource_id for r in instances if r.details.get("public_address")},
+            check_every_s=self.settings.poll_s,
+            price_source=getattr(self.provider, "spot_prices", None),
         )
         watchdog.add_egress(int(run.record.details.get("egress_bytes", 0)))
         for instance_id, at in run.record.details.get("ended", {}).items():
@@ -405,11 +293,17 @@ class Orchestrator:
         return watchdog
 
     def _deadman(self, run: _Run, *, budget_usd: float, hourly_usd: float, instances: int, deadline_s: float | None) -> int:
-        """Dead-man minutes for ``instances`` hosts costing ``hourly_usd``, their root volumes and the outputs' egress included."""
-        rules = BillingRules()
-        ebs_usd_h = instances * rules.ebs_gb * rules.ebs_usd_gb_month * 3600.0 / SECONDS_PER_MONTH
-        egress_usd = float(run.record.details.get("output_gb", 0.0)) * rules.egress_usd_gb
-        return deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+        """Dead-man minutes for ``instances`` hosts costing ``hourly_usd``: with their root volumes at the
+        plan's sizes, a public IPv4 address each unless the provider connects privately, and the
+        outputs' egress kept back."""
+        rules = BillingRules().for_region(run.plan.region)
+        root_gb = [a.root_gb or rules.ebs_gb for a in run.plan.roles for _ in range(a.count)]
+        ebs_gb = max(root_gb, default=rules.ebs_gb) * instances
+        ebs_usd_h = ebs_gb * rules.ebs_usd_gb_month * 3600.0 / SECONDS_PER_MONTH
+        ipv4_usd_h = instances * rules.ipv4_usd_h if getattr(self.provider, "connect", "private") == "public" else 0.0
+        egress_usd = float(run.record.details.get("output_gb", 0.0)) * rules.egress_rate
+        minutes = deadman_minutes(budget_usd=budget_usd, hourly_usd=hourly_usd + ebs_usd_h + ipv4_usd_h, deadline_s=deadline_s, fixed_usd=egress_usd)
+        return minutes if self.settings.deadman_s is None else min(minutes, max(1, int(self.settings.deadman_s // 60)))
 
     def _stop_if_over(self, run: _Run, during: str) -> None:
         """Stop the run (OverBudget) when the watchdog says so; for the steps before the app runs."""
@@ -451,6 +345,9 @@ class Orchestrator:
         else:
             self._note(run, "provisioning", f"launching {run.plan.instance_count} host(s); each shuts itself down after {minutes} min at the latest (dead-man switch)")
         self.provider.provision(request, self.journal)
+        bounds = self.journal.run(run.run_id).details.get("bounds")
+        if bounds:
+            self._note(run, "bounds", "bounds on every host's life: " + "; ".join(bounds))
         self._state(run, "provisioned")
         self._note(run, "provisioned", "all hosts are up")
 
@@ -714,7 +611,7 @@ class Orchestrator:
             raise
         except Exception as exc:  # noqa: BLE001 - fetching is a courtesy on the way to the teardown
             text = exc.message if isinstance(exc, D2CError) else f"{type(exc).__name__}: {exc}"
-            self._note(run, "fetch-failed", f"could not fetch outputs: {text}")
+            self._note(run, "fetch-failed", f"outputs not fetched: {text}")
 
     def _fetch(self, run: _Run) -> None:
         master = run.master()
@@ -771,7 +668,10 @@ class Orchestrator:
         if done.replaced and not quiet:
             self._note(run, "output-replaced", f"{done.replaced} file(s) already in {target} were replaced by this run's")
         fetched = not (done.skipped and done.files == 0 and done.links == 0)
-        return {"remote": remote, "local": str(target), "fetched": fetched, "skipped": done.skipped, "bytes": done.bytes}
+        entry = {"remote": remote, "local": str(target), "fetched": fetched, "bytes": done.bytes}
+        if done.skipped:
+            entry["skipped"] = done.skipped
+        return entry
 
     def _stop_fetching(self, run: _Run, message: str, left: list[str]) -> None:
         """Fetching outran the budget or deadline: the run is stopped, whatever the app's outcome was."""
@@ -782,6 +682,8 @@ class Orchestrator:
             self.journal.update_run(run.run_id, details={"outcome": run.outcome, "reason": run.reason})
 
     def _teardown_and_report(self, run: _Run) -> RunResult:
+        # Whatever the journal can still record, the hosts go: a full disk must not keep them up.
+        self.journal.best_effort = True
         if not run.machines:
             run.machines = machines_from_journal(self.journal, run.run_id, live_only=False)
         if run.watchdog is None:

@@ -13,11 +13,16 @@ Format (``version`` 1)::
                     "launched_at", "ended_at", "cost_usd"}],
      "predicted": {"time_s": {"p50", "p90"}, "cost_usd": {"p50", "p90"}, "boot_setup_s": seconds of
                    the predicted time allowed for boot, contextualization and uploads},
-     "outputs": [{"remote", "local", "fetched": bool, "skipped": ["<path>: <why>", …]}],
-     "calibrated": bool}
+     "outputs": [{"remote", "local", "fetched": bool, "skipped": ["<path>: <why>", …] (when any)}],
+     "calibrated": bool,
+     "cost_breakdown": {"actual": {"compute", "ebs", "public_ipv4", "egress", "snapshots",
+                        "cpu_credits"}, "predicted": {...} | null}}
 
 ``skipped`` names every entry of an output that was not brought back (a link leading out of the
 output folder, a FIFO, …; see :mod:`executor.fetch`). The report is private to the user (0600).
+``cost_breakdown.actual`` adds up to ``cost_usd``: compute is the instances at their launch (and,
+for spot, re-read) prices, which for an ``unlimited`` burstable type include its surplus
+credits; ``cost_breakdown.predicted`` is the plan's p50 breakdown.
 
 For a rehearsal (``simulated`` true) the costs are what the plan's prices would have charged.
 A plan's predicted time runs from launch to the outputs being back, so the summary compares
@@ -38,7 +43,7 @@ from d2c.state import PRIVATE_FILE_MODE
 from executor.journal import RunRecord
 from executor.providers.base import Machine
 from executor.watchdog import Watchdog
-from planner.billing import BillingRules
+from planner.billing import BillingRules, CostBreakdown
 from planner.plans import Plan
 
 REPORT_VERSION = 1
@@ -80,6 +85,8 @@ def build_report(
     predicted_cost_usd: dict[str, float],
     outputs: list[dict[str, Any]],
     calibrated: bool,
+    breakdown: CostBreakdown | None = None,
+    predicted_breakdown: CostBreakdown | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict."""
     first_launch = min((c.machine.launched_at for c in instances), default=started_at)
@@ -117,6 +124,10 @@ def build_report(
         "predicted": {"time_s": predicted_time_s, "cost_usd": predicted_cost_usd, "boot_setup_s": BillingRules().boot_setup_s},
         "outputs": outputs,
         "calibrated": calibrated,
+        "cost_breakdown": {
+            "actual": breakdown.to_dict() if breakdown is not None else None,
+            "predicted": predicted_breakdown.to_dict() if predicted_breakdown is not None else None,
+        },
     }
 
 
@@ -161,6 +172,8 @@ def run_report(
         predicted_cost_usd=details.get("predicted", {}).get("cost_usd", {}),
         outputs=details.get("outputs", []),
         calibrated=calibrated,
+        breakdown=watchdog.breakdown(now),
+        predicted_breakdown=plan.breakdown,
     )
 
 
@@ -202,6 +215,13 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         f"cost ${report['cost_usd']:.4f}{label} of ${report['budget_usd']:.2f} budget (predicted p50 "
         f"${predicted['cost_usd'].get('p50', 0):.4f}, p90 ${predicted['cost_usd'].get('p90', 0):.4f})"
     )
+    breakdown = report.get("cost_breakdown") or {}
+    actual, planned = breakdown.get("actual") or {}, breakdown.get("predicted") or {}
+    items = [name for name in actual if actual[name] or planned.get(name)]
+    if items:
+        lines.append("  by item: " + ", ".join(
+            f"{name.replace('_', ' ')} ${actual[name]:.4f}" + (f" (predicted ${planned[name]:.4f})" if name in planned else "") for name in items
+        ))
     for item in report["instances"]:
         lines.append(f"  {item['name']:<12} {item['instance_type']:<12} {item['market']:<10} ${item['cost_usd']:.4f}")
     for output in report.get("outputs", []):

@@ -56,8 +56,11 @@ def acquire_run_lock(journal: Journal, *, resuming: str | None = None) -> None:
     if reason:
         os.close(fd)
         raise UsageError(f"{reason}; or pass --allow-concurrent to run side by side (outputs then go to results/<run>/)")
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(this_controller()).encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(this_controller()).encode())
+    except OSError:
+        pass  # a full disk: the lock holds all the same, only the holder's pid goes unnamed
     _HELD.append(fd)
 
 

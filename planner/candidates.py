@@ -5,6 +5,15 @@ the profile model's effective workers (``profiler.fleet.instance_capacity``), it
 spot interruption rate. :class:`Limits` are the user's constraints; the filters here
 (regions, market, architecture, include/exclude) drop offers before any arithmetic.
 
+Burstable families (t2, t3, t3a, t4g) are left out unless ``include_burstable`` is set or the
+user names them in ``include``, as AWS's own attribute-based instance type selection does
+("BurstablePerformance: excluded" by default,
+https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceRequirements.html). When in,
+each burstable offer is a candidate twice: in ``standard`` credit mode, at its list price and its
+per-size baseline speed, and in ``unlimited`` mode, at full speed with the surplus credits of a
+CPU-bound app added to its price (``planner.billing.surplus_credit_usd_h``). The candidate's
+``cpu_credits`` is carried into the plan, and the launch asks for that mode.
+
 Capacity is counted in whole *units* of 1/``UNITS_PER_WORKER`` of a desktop-core worker, so
 that capacity sums are exact integers for the solver and the brute-force check alike.
 """
@@ -13,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.billing import interruption_rate_per_s
+from d2c.errors import UsageError
+from planner.billing import CREDIT_MODES, is_burstable, interruption_rate_per_s, surplus_credit_usd_h
 from planner.catalog import Catalog, InstanceOffer
 from profiler.fleet import instance_capacity
 
@@ -47,6 +57,8 @@ class Limits:
     """How the app shares work (``d2c.yaml``'s ``balance``): ``static`` or ``dynamic``."""
     arch: str | None = None
     """``x86_64`` or ``arm64`` when the images fix it; None: either."""
+    include_burstable: bool = False
+    """Plan burstable families too (they are in anyway when named in ``include``)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,10 @@ class Candidate:
     workers_per_instance: int
     rate_per_s: float
     """Spot interruption rate; 0 on demand."""
+    cpu_credits: str | None = None
+    """``standard`` or ``unlimited`` for a burstable type, None for the others."""
+    credit_usd_h: float = 0.0
+    """Surplus-credit charge per hour included in ``price_usd_h`` (unlimited mode only)."""
 
     @property
     def instance_type(self) -> str:
@@ -83,8 +99,19 @@ def _matches(offer: InstanceOffer, names: tuple[str, ...]) -> bool:
     return offer.instance_type in names or offer.family in names
 
 
+def check_burstable_named(limits: Limits, option: str = "--types") -> None:
+    """A burstable family or type named without ``--include-burstable`` is bad input (exit 2)."""
+    named = [name for name in limits.include if is_burstable(name)]
+    if named and not limits.include_burstable:
+        raise UsageError(
+            f"{option}: {', '.join(named)} {'is a burstable type' if len(named) == 1 else 'are burstable types'} "
+            "(CPU credits: throttled to a baseline or billed per vCPU-hour under load), left out of plans by default; "
+            "add --include-burstable to plan with them"
+        )
+
+
 def build_candidates(catalog: Catalog, limits: Limits, host_speed: float = 1.0) -> list[Candidate]:
-    """Every (type, region, market) row the limits allow, with a price and some capacity."""
+    """Every (type, region, market, credit mode) row the limits allow, with a price and some capacity."""
     markets = ("on-demand", "spot") if limits.market == "any" else (limits.market,)
     regions = set(limits.regions)
     rows: list[Candidate] = []
@@ -97,16 +124,21 @@ def build_candidates(catalog: Catalog, limits: Limits, host_speed: float = 1.0) 
             continue
         if limits.exclude and _matches(offer, limits.exclude):
             continue
-        capacity = instance_capacity(offer.family, offer.arch, offer.vcpus, host_speed)
-        units = round(capacity.effective_workers * UNITS_PER_WORKER)
-        if units < 1 or capacity.workers_per_instance < 1:
+        burstable = is_burstable(offer.instance_type)
+        if burstable and not limits.include_burstable:
             continue
-        for market in markets:
-            price = offer.on_demand_usd_h if market == "on-demand" else offer.spot_usd_h
-            if price is None or price <= 0:
+        for credits in CREDIT_MODES if burstable else (None,):
+            capacity = instance_capacity(offer.instance_type, offer.arch, offer.vcpus, host_speed, cpu_credits=credits or "standard")
+            units = round(capacity.effective_workers * UNITS_PER_WORKER)
+            if units < 1 or capacity.workers_per_instance < 1:
                 continue
-            rate = interruption_rate_per_s(offer.interruption_bucket) if market == "spot" else 0.0
-            rows.append(Candidate(offer, market, float(price), units, capacity.workers_per_instance, rate))
+            surplus = surplus_credit_usd_h(offer.instance_type, offer.vcpus) if credits == "unlimited" else 0.0
+            for market in markets:
+                price = offer.on_demand_usd_h if market == "on-demand" else offer.spot_usd_h
+                if price is None or price <= 0:
+                    continue
+                rate = interruption_rate_per_s(offer.interruption_bucket) if market == "spot" else 0.0
+                rows.append(Candidate(offer, market, float(price) + surplus, units, capacity.workers_per_instance, rate, credits, surplus))
     return rows
 
 
@@ -121,4 +153,6 @@ def describe_filters(limits: Limits) -> str:
         parts.append("types " + ",".join(limits.include))
     if limits.exclude:
         parts.append("excluding " + ",".join(limits.exclude))
+    if not limits.include_burstable:
+        parts.append("burstable types left out (--include-burstable)")
     return ", ".join(parts)

@@ -12,7 +12,7 @@ and master candidates ``m``:
 
 Constraints per level: ``units_k·y_k <= Σ_i cap_i·n_ik + Σ_m cap_m·x_mk <= upper_k·y_k`` (the
 fleet, the master's ranks included, reaches level ``k`` and no further, so the level chosen is
-the level the model is read at, and no fleet lies past the model's fastest point),
+the level the model is read at),
 ``min·y_k <= Σ_i n_ik <= max·y_k``, ``Σ_m x_mk = y_k``; then the
 instance cap, the vCPU quota, the budget on p90 cost, an optional cap on p50 cost (pruning for
 k-best), at most ``max_types`` worker types (``Σ_i u_i``), for static balance one family for
@@ -40,6 +40,8 @@ from d2c.errors import WorkError
 from planner.problem import Subproblem
 
 SOLVERS = ("highs", "cbc")
+_KEPT_MODELS = 32
+"""HiGHS models kept per problem (one per window of levels), oldest dropped first."""
 
 CutKey = frozenset
 """A plan's used worker types: ``("w", i)`` for worker candidate ``i``."""
@@ -61,7 +63,7 @@ class Solution:
 
 
 @functools.cache
-def _silence_highs_banner() -> None:
+def silence_highs_banner() -> None:
     """HiGHS prints a banner to stdout when its first instance is made, which would corrupt
     ``--json`` output; make that first instance with stdout pointed at /dev/null."""
     import highspy
@@ -81,7 +83,7 @@ def _solver(name: str):
     import pulp
 
     if name == "highs":
-        _silence_highs_banner()
+        silence_highs_banner()
         return pulp.HiGHS(msg=False, gapRel=0.0, gapAbs=0.0, threads=1)
     if name == "cbc":
         with warnings.catch_warnings():
@@ -134,7 +136,10 @@ def solve(
     objective: str = "cost",
     solver: str = "highs",
 ) -> Solution | None:
-    """The optimal fleet of ``sub`` with its level in ``window``, or None when none is feasible."""
+    """The optimal fleet of ``sub`` with its level in ``window``, or None when none is feasible.
+
+    ``highs`` solves the model kept for ``sub`` (``planner.highs_model``); ``cbc`` builds it in PuLP.
+    """
     import pulp
 
     levels = sub.levels
@@ -146,6 +151,9 @@ def solve(
         most = min(most, sub.max_instances - (1 if master is not None else 0))
     if most < 1:
         return None
+    bounds = _count_bounds(sub, allowed_w, allowed_m, most, budget_usd, cost_cap)
+    if solver == "highs":
+        return _solve_highs(sub, window, bounds, most, budget_usd=budget_usd, cost_cap=cost_cap, cuts=cuts, objective=objective)
 
     prob = pulp.LpProblem("plan", pulp.LpMinimize)
     n: dict[tuple[int, int], pulp.LpVariable] = {}
@@ -154,7 +162,6 @@ def solve(
     rows: dict[int, list[tuple[int, pulp.LpVariable]]] = {}
     master_rows: dict[int, list[pulp.LpVariable]] = {}
     masters_at: dict[int, list[int]] = {}
-    bounds = _count_bounds(sub, allowed_w, allowed_m, most, budget_usd, cost_cap)
     for k in (int(k) for k in window):
         entries = [(int(i), int(bounds[0][i, k])) for i in np.flatnonzero(bounds[0][:, k] >= 1)]
         masters = [] if master is None else [int(m) for m in np.flatnonzero(bounds[1][:, k])]
@@ -200,9 +207,9 @@ def solve(
         uses["w", i] = u
     if sub.max_types is not None:
         prob += pulp.lpSum(uses.values()) <= sub.max_types
-    if sub.one_family:
-        family_of = lambda group, j: group.cands[j].offer.family  # noqa: E731
-        families = {family_of(workers, i) for i in columns} | {family_of(master, m) for m in master_columns}
+    family_of = lambda group, j: group.cands[j].offer.family  # noqa: E731
+    families = {family_of(workers, i) for i in columns} | {family_of(master, m) for m in master_columns}
+    if sub.one_family and len(families) > 1:
         f = {name: prob.add_variable(f"f_{index}", cat=pulp.LpBinary) for index, name in enumerate(sorted(families))}
         prob += pulp.lpSum(f.values()) <= 1
         for i in columns:
@@ -268,3 +275,32 @@ def solve(
             counts[i] = counts.get(i, 0) + value
     chosen_master = next((m for (m, k), var in x.items() if (var.value() or 0) > 0.5), None)
     return Solution(counts=counts, master=chosen_master, level=level, objective=float(pulp.value(prob.objective)))
+
+
+def _solve_highs(sub: Subproblem, window: np.ndarray, bounds, most: int, *, budget_usd, cost_cap, cuts, objective) -> Solution | None:
+    from planner import highs_model
+
+    in_window = np.zeros(len(sub.levels), dtype=bool)
+    in_window[np.asarray(window, dtype=np.int64)] = True
+    n_ub = np.where(in_window[None, :], np.clip(np.minimum(bounds[0], most), 0, None), 0.0)
+    x_ub = None
+    usable = in_window & (n_ub >= 1).any(axis=0)
+    if sub.master is not None:
+        x_ub = np.where(in_window[None, :] & bounds[1], 1.0, 0.0)
+        usable &= (x_ub > 0).any(axis=0)
+    if not usable.any():
+        return None
+    key = ("highs", most, tuple(int(k) for k in np.flatnonzero(in_window)))
+    model = sub.solver_state.get(key)
+    if model is None:
+        if len(sub.solver_state) >= _KEPT_MODELS:
+            sub.solver_state.pop(next(iter(sub.solver_state)))
+        model = sub.solver_state[key] = highs_model.build(sub, most, np.array(key[2], dtype=np.int64))
+    found = highs_model.solve(
+        model, sub, y_ub=usable.astype(float), n_ub=n_ub, x_ub=x_ub, budget_usd=budget_usd, cost_cap=cost_cap,
+        cuts=cuts, objective=objective,
+    )
+    if found is None:
+        return None
+    counts, chosen, level, value = found
+    return Solution(counts=counts, master=chosen, level=level, objective=value)

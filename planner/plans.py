@@ -10,10 +10,19 @@ Format (``version`` 1)::
      "plans": [{"rank": 1, "region": "us-east-1", "why": "…", "on_frontier": true,
                 "time_s": {"p50": …, "p90": …}, "cost_usd": {"p50": …, "p90": …},
                 "also_in": [{"region": "us-east-2", "cost_usd": {"p50": …, "p90": …}}, …],
+                "zone": "us-east-1a" | null,
+                "cost_breakdown": {"compute": …, "ebs": …, "public_ipv4": …, "egress": …,
+                                   "snapshots": …, "cpu_credits": …},
                 "roles": [{"role": "master", "instance_type": "c6i.xlarge", "count": 1,
                            "market": "on-demand", "region": "us-east-1", "vcpus": 4,
                            "memory_gib": 8.0, "arch": "x86_64", "price_usd_h": 0.17,
-                           "workers_per_instance": 4}, …]}, …]}
+                           "workers_per_instance": 4, "on_demand_usd_h": 0.17,
+                           "cpu_credits": null, "zone": null, "root_gb": 8.0}, …]}, …]}
+
+``cost_breakdown`` is the p50 cost by what AWS bills (``planner.billing``); its items add up to
+``cost_usd.p50``. ``zone`` is the Availability Zone a spot price came from (null: the launch
+picks the zone). ``cpu_credits`` is the credit mode a burstable type was priced with and is
+launched in; ``price_usd_h`` includes its surplus credits in ``unlimited`` mode.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from d2c.errors import UsageError
+from planner.billing import CREDIT_MODES, CostBreakdown
 from profiler.prediction import Estimate
 
 PLANS_VERSION = 1
@@ -46,6 +56,14 @@ class RoleAllocation:
     arch: str
     price_usd_h: float
     workers_per_instance: int
+    on_demand_usd_h: float | None = None
+    """The type's on-demand price: a spot launch's ``MaxPrice``."""
+    cpu_credits: str | None = None
+    """``standard`` or ``unlimited`` for a burstable type (what the launch asks for)."""
+    zone: str | None = None
+    """The Availability Zone whose spot price was planned with; None: any zone of the region."""
+    root_gb: float | None = None
+    """Root volume per instance, GB, from the role's image (None: the default)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,14 @@ class Plan:
     on_frontier: bool = False
     also_in: tuple[Alternative, ...] = ()
     """Where else the same worker mix runs, cheapest first."""
+    breakdown: CostBreakdown | None = None
+    """The p50 cost by item; None in plans made before it was recorded."""
+
+    @property
+    def zone(self) -> str | None:
+        """The one zone the plan was priced in, when its spot prices came from one."""
+        zones = {a.zone for a in self.roles if a.zone}
+        return zones.pop() if len(zones) == 1 else None
 
     @property
     def instance_count(self) -> int:
@@ -131,6 +157,8 @@ class PlanSet:
                     "on_frontier": p.on_frontier,
                     "time_s": asdict(p.time_s),
                     "cost_usd": asdict(p.cost_usd),
+                    "zone": p.zone,
+                    "cost_breakdown": p.breakdown.to_dict() if p.breakdown is not None else None,
                     "roles": [asdict(a) for a in p.roles],
                     "also_in": [{"region": a.region, "cost_usd": asdict(a.cost_usd)} for a in p.also_in],
                 }
@@ -155,6 +183,9 @@ lists them: https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 """``family.size`` as EC2 names instance types: https://docs.aws.amazon.com/ec2/latest/instancetypes/instance-type-names.html"""
 ARCHES = ("x86_64", "arm64")
+ZONE_SUFFIX_RE = re.compile(r"^[a-z]$|^-[a-z]{3}-\d+[a-z]?$")
+"""What follows the Region code in an Availability Zone name (``us-east-1a``) or a Local Zone's
+(``us-east-1-bos-1a``): https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html"""
 PLAN_MARKETS = MARKETS + ("any",)
 
 
@@ -205,6 +236,11 @@ class _Fields:
             raise self.fail(where, f"{value!r} is not an AWS region code such as 'us-east-1'")
         return value
 
+    def zone(self, value: Any, where: str, region: str) -> str:
+        if not isinstance(value, str) or not value.startswith(region) or not ZONE_SUFFIX_RE.match(value[len(region):]):
+            raise self.fail(where, f"{value!r} is not an Availability Zone of {region} such as '{region}a'")
+        return value
+
     def flag(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
             raise self.fail(where, f"must be true or false, got {value!r}")
@@ -243,6 +279,10 @@ def _allocation(f: _Fields, raw: Any, where: str, plan_region: str) -> RoleAlloc
         arch=f.choice(get("arch"), f"{where}.arch", ARCHES),
         price_usd_h=f.amount(get("price_usd_h"), f"{where}.price_usd_h"),
         workers_per_instance=f.whole(get("workers_per_instance"), f"{where}.workers_per_instance", 1, MAX_WORKERS_PER_INSTANCE),
+        on_demand_usd_h=_optional(raw, "on_demand_usd_h", lambda v: f.amount(v, f"{where}.on_demand_usd_h")),
+        cpu_credits=_optional(raw, "cpu_credits", lambda v: f.choice(v, f"{where}.cpu_credits", CREDIT_MODES)),
+        zone=_optional(raw, "zone", lambda v: f.zone(v, f"{where}.zone", region)),
+        root_gb=_optional(raw, "root_gb", lambda v: f.amount(v, f"{where}.root_gb")),
     )
 
 
@@ -257,8 +297,23 @@ def _plan(f: _Fields, raw: Any, where: str) -> Plan:
         time_s=f.estimate(f.get(raw, "time_s", where), f"{where}.time_s"),
         cost_usd=f.estimate(f.get(raw, "cost_usd", where), f"{where}.cost_usd"),
         roles=roles,
+        breakdown=_breakdown(f, raw.get("cost_breakdown"), f"{where}.cost_breakdown"),
         also_in=tuple(_alternative(f, a, f"{where}.also_in[{i}]") for i, a in enumerate(_list(f, raw.get("also_in", []), f"{where}.also_in"))),
     )
+
+
+def _breakdown(f: _Fields, raw: Any, where: str) -> CostBreakdown | None:
+    """A plan's cost by item (absent in plans made before it was recorded)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - set(CostBreakdown.__dataclass_fields__):
+        raise f.fail(where, f"must be an object with the items {', '.join(CostBreakdown.__dataclass_fields__)}")
+    return CostBreakdown(**{key: f.amount(value, f"{where}.{key}", zero_ok=True) for key, value in raw.items()})
+
+
+def _optional(raw: Any, key: str, read: Callable[[Any], Any]) -> Any:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return None if value is None else read(value)
 
 
 def _list(f: _Fields, value: Any, where: str) -> list[Any]:

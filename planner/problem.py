@@ -8,14 +8,16 @@ Semantics (the model both solve exactly):
   least one unit). *A fleet's runtime is the model's runtime at the largest level its capacity
   reaches*, so a prediction is conservative by at most one step (2 %).
 * **Monotone model.** Level runtimes are the model's p50 and p90 made non-increasing (a running
-  minimum), and the grid stops at the model's fastest point: the planner offers no fleet larger
-  than the one the model predicts to be fastest. Per-worker and master memory at a level are the
+  minimum). The grid runs up to the largest fleet's capacity: past a model's fastest point (USL,
+  Ernest) a fleet is read at the fastest point's runtime, the least the model predicts (a cost
+  search never buys capacity it does not need, so such a fleet is chosen only where integer
+  sizes leave no smaller one). Per-worker and master memory at a level are the
   largest the model predicts at that level or above (exact for models whose per-worker memory
   does not grow with the worker count, conservative otherwise). Together these make a bigger
   fleet never slower and never short of memory, which keeps the pruning below exact.
 * **Levels are exact.** A fleet's capacity lies in exactly one level: the program bounds it from
-  below (``units_k``) *and* above (``upper_k``), so a fleet past the model's fastest point (USL,
-  Ernest) is never chosen and never left without a level.
+  below (``units_k``) *and* above (``upper_k``), so the level solved for is the level the fleet is
+  read at, and every fleet the candidates can form has one.
 * **Memory.** Every host must hold ``MEMORY_HEADROOM`` (1.10) times its predicted peak RSS plus
   ``HOST_OVERHEAD_MB`` (the OS and d2c's own agent): its workers (ranks) times the per-worker
   peak, plus the master's peak on the host that runs the master (each host of a single-role app
@@ -83,8 +85,6 @@ class Levels:
     t90: np.ndarray
     worker_mb: np.ndarray
     master_mb: np.ndarray
-    capped: bool = False
-    """The grid stops at the model's fastest point before the largest fleet's capacity."""
 
     @property
     def units(self) -> np.ndarray:
@@ -119,9 +119,6 @@ def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_un
     estimates = [predictor.runtime(scale, float(w)) for w in workers]
     t50 = np.array([e.p50 for e in estimates], dtype=float)
     t90 = np.maximum(np.array([e.p90 for e in estimates], dtype=float), t50)
-    top = max(int(np.argmin(t50)), int(np.argmin(t90))) + 1
-    capped = top < len(workers)
-    bounds, workers, t50, t90 = bounds[: top + 1], workers[:top], t50[:top], t90[:top]
     memory = [predictor.memory(scale, float(w)) for w in workers]
     worker_mb = np.array([m.per_worker_mb for m in memory], dtype=float)
     master_mb = np.array([m.master_mb for m in memory], dtype=float)
@@ -132,7 +129,6 @@ def build_levels(predictor: RuntimePredictor, scale: float, lo_units: int, hi_un
         t90=np.minimum.accumulate(t90),
         worker_mb=suffix_max(worker_mb),
         master_mb=suffix_max(master_mb),
-        capped=capped,
     )
 
 
@@ -175,7 +171,14 @@ class Subproblem:
     max_types: int | None = None
     """Most worker types in one plan; None: any number."""
     balance: str = "dynamic"
-    lower_bounds: dict = field(default_factory=dict, repr=False)
+    family: str = ""
+    """The one family of every candidate (static balance); empty when families mix."""
+    twins: list[str] = field(default_factory=list)
+    """Other regions where this very problem arises (same types, prices and billing rules): the same plans run there."""
+    rules: BillingRules = BillingRules()
+    """The billing rules the costs were priced with (for a plan's cost breakdown)."""
+    solver_state: dict = field(default_factory=dict, repr=False)
+    """Solver models kept between solves (``planner.highs_model``)."""
 
     @property
     def one_family(self) -> bool:
@@ -247,10 +250,7 @@ def undominated(group: GroupArrays, levels: Levels, use_vcpus: bool, same_family
     mem = (np.array([c.memory_mb for c in group.cands]) - HOST_OVERHEAD_MB) / MEMORY_HEADROOM
     wpi = np.array([c.workers_per_instance for c in group.cands], dtype=float)
     le = lambda a: a[:, None] <= a[None, :]  # noqa: E731 - [i, j]: i's value <= j's
-    # Past the fastest point a fleet has no level, so a bigger type can only stand in for an
-    # equal one there; otherwise more capacity is never worse (a higher level is never slower).
-    more = group.cap[:, None] == group.cap[None, :] if levels.capped else group.cap[:, None] >= group.cap[None, :]
-    better = le(price) & le(rate) & more
+    better = le(price) & le(rate) & (group.cap[:, None] >= group.cap[None, :])
     if same_family:
         family = np.array([c.offer.family for c in group.cands])
         better &= family[:, None] == family[None, :]
@@ -304,17 +304,24 @@ def build_subproblems(
     balance: str = "dynamic",
     prune: bool = True,
 ) -> list[Subproblem]:
-    """Group the candidates by (region, market), price them on every level and prune dominated ones.
+    """Group the candidates by (region, market), and by family for static balance, price them on
+    every level and prune dominated ones. A region whose problem is identical to an earlier one's
+    (same types, prices, rates and quota) is solved once: it is listed in that problem's ``twins``.
 
     ``homogeneous`` is ``max_types=1``. Burstable types are left out of the master role.
     """
     if homogeneous:
         max_types = 1
-    by_key: dict[tuple[str, str], list[Candidate]] = {}
+    by_key: dict[tuple[str, str, str], list[Candidate]] = {}
     for cand in candidates:
-        by_key.setdefault((cand.region, cand.market), []).append(cand)
+        # Static balance keeps a plan in one family, so each family is a problem of its own.
+        family = cand.offer.family if balance == "static" else ""
+        by_key.setdefault((cand.region, cand.market, family), []).append(cand)
     subs = []
-    for (region, market), cands in sorted(by_key.items()):
+    base_rules = rules
+    seen: dict[tuple, Subproblem] = {}
+    for (region, market, family), cands in sorted(by_key.items()):
+        rules = base_rules.for_region(region)
         quota = (quotas or {}).get(region, {}).get(market)
         groups = []
         for group in (workers, master):
@@ -330,14 +337,24 @@ def build_subproblems(
             groups.append(_subset(arrays, keep))
         if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
             continue
-        subs.append(
-            Subproblem(
-                region=region, market=market, levels=levels, workers=groups[0], master=groups[1],
-                fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
-                quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance,
-            )
+        signature = (market, family, quota, rules, _signature(groups[0]), _signature(groups[1]))
+        if signature in seen:
+            seen[signature].twins.append(region)
+            continue
+        seen[signature] = Subproblem(
+            region=region, market=market, family=family, levels=levels, workers=groups[0], master=groups[1],
+            fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
+            quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance, rules=rules,
         )
+        subs.append(seen[signature])
     return subs
+
+
+def _signature(group: GroupArrays | None) -> tuple:
+    """What a group's problem depends on: its types with their price, rate, size and capacity."""
+    if group is None:
+        return ()
+    return tuple((c.instance_type, c.price_usd_h, c.rate_per_s, c.memory_mb, c.vcpus, c.capacity_units) for c in group.cands)
 
 
 def evaluate(

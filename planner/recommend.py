@@ -9,7 +9,7 @@ Order: candidates (``planner.candidates``), capacity levels and per-region probl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from d2c.descriptor import Descriptor, Role
 from d2c.durations import format_duration
 from d2c.errors import NoPlanError, UsageError
 from planner import ranking
-from planner.billing import BillingRules
+from planner.billing import BillingRules, instance_items, plan_fixed_items
 from planner.candidates import DEFAULT_MAX_TYPES, Limits, build_candidates, describe_filters
 from planner.catalog import Catalog
 from planner.enumeration import homogeneous_bests
@@ -27,6 +27,9 @@ from profiler.prediction import Estimate, RuntimePredictor
 
 DEFAULT_ROOT_GB = 8.0
 """Root volume of an app that is not in a VM (the Ubuntu AMI default)."""
+UPLOAD_MBIT_S = 50.0
+"""Assumed desktop uplink for the image upload before launch, Mbit/s: d2c cannot know the user's
+line, and AWS documents none; the run measures the real rate and the watchdog holds the deadline."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,27 @@ class Recommendation:
 
     plans: tuple[Plan, ...]
     points: tuple[tuple[float, float], ...] = field(default_factory=tuple)
-    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type."""
+    """(p90 time s, p50 cost USD) of the cheapest single-type plan of every candidate type (only
+    when asked for: they cost a search of their own)."""
 
 
-def role_groups(descriptor: Descriptor) -> tuple[RoleGroup, RoleGroup | None]:
-    """The working role and the separate master role (if any) of a descriptor."""
+PROFILE_ONLY_ROLE = "app"
+PROFILE_ONLY_MAX = 64
+"""Without a descriptor: one role of 1..64 instances, each running workers and one the master."""
+
+
+def profile_only_groups() -> tuple[RoleGroup, None]:
+    """The one auto-count role planned for someone with a profile and no d2c.yaml."""
+    return RoleGroup(PROFILE_ONLY_ROLE, 1, PROFILE_ONLY_MAX, works=True, hosts_master=True, ebs_gb=DEFAULT_ROOT_GB), None
+
+
+def role_groups(descriptor: Descriptor, disk_bytes: dict[str, int] | None = None) -> tuple[RoleGroup, RoleGroup | None]:
+    """The working role and the separate master role (if any) of a descriptor.
+
+    ``disk_bytes`` maps a role to its image's virtual disk size (what EC2 creates the root
+    volume at); without it a VM image is sized from its appliance's declared disks or its file.
+    """
+    root = lambda role: _root_gb(role, (disk_bytes or {}).get(role.name))  # noqa: E731
     master = descriptor.master
     others = [r for r in descriptor.roles if not r.master]
     if len(others) > 1:
@@ -49,13 +68,13 @@ def role_groups(descriptor: Descriptor) -> tuple[RoleGroup, RoleGroup | None]:
         )
     if not others:
         low, high = _counts(master)
-        return RoleGroup(master.name, low, high, works=True, hosts_master=True, ebs_gb=_root_gb(master)), None
+        return RoleGroup(master.name, low, high, works=True, hosts_master=True, ebs_gb=root(master)), None
     worker = others[0]
     low, high = _counts(worker)
     # The master host runs ranks too (its slots in the hostfile and D2C_WORKER_COUNT), so it works.
     return (
-        RoleGroup(worker.name, max(low, 1), high, works=True, hosts_master=False, ebs_gb=_root_gb(worker)),
-        RoleGroup(master.name, 1, 1, works=True, hosts_master=True, ebs_gb=_root_gb(master)),
+        RoleGroup(worker.name, max(low, 1), high, works=True, hosts_master=False, ebs_gb=root(worker)),
+        RoleGroup(master.name, 1, 1, works=True, hosts_master=True, ebs_gb=root(master)),
     )
 
 
@@ -63,9 +82,10 @@ def _counts(role: Role) -> tuple[int, int]:
     return (role.count, role.count) if role.count is not None else (max(role.min_count, 1), role.max_count)
 
 
-def _root_gb(role: Role) -> float:
-    """Root volume for a role: the VM's disks (at least 8 GB), or 8 GB for a folder app."""
-    return max(DEFAULT_ROOT_GB, math.ceil(_image_disk_bytes(role.image) / 2**30))
+def _root_gb(role: Role, virtual_bytes: int | None = None) -> float:
+    """Root volume for a role: the VM's virtual disk size (at least 8 GB), or 8 GB for a folder app."""
+    size = virtual_bytes if virtual_bytes is not None else _image_disk_bytes(role.image)
+    return max(DEFAULT_ROOT_GB, math.ceil(size / 2**30))
 
 
 def _image_disk_bytes(image: Path) -> int:
@@ -78,11 +98,18 @@ def _image_disk_bytes(image: Path) -> int:
     return image.stat().st_size
 
 
-def billing_rules(descriptor: Descriptor, output_gb: float) -> BillingRules:
-    """Billing rules for this app: image snapshot storage from its image files, egress of its outputs."""
+def billing_rules(descriptor: Descriptor | None, output_gb: float) -> BillingRules:
+    """Billing rules for this app: image snapshot storage from its image files (snapshots store the
+    blocks written, about the file's size), their upload time at ``UPLOAD_MBIT_S``, egress of its
+    outputs (at each plan's region's rate)."""
+    if descriptor is None:
+        return BillingRules(egress_gb=output_gb)
     images = {role.image for role in descriptor.roles if not role.image.is_dir() and role.image.exists()}
-    image_gb = sum(path.stat().st_size for path in images) / 2**30
-    return BillingRules(egress_gb=output_gb, image_gb=image_gb)
+    image_bytes = sum(path.stat().st_size for path in images)
+    return BillingRules(
+        egress_gb=output_gb, image_gb=image_bytes / 2**30,
+        upload_s=image_bytes * 8 / (UPLOAD_MBIT_S * 1e6),
+    )
 
 
 def default_arch(descriptor: Descriptor) -> str | None:
@@ -188,11 +215,17 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
     """A found fleet as a ranked :class:`Plan` for plans.json."""
     sub = found.sub
     allocations = []
-    if found.master is not None:
-        allocations.append(_allocation(sub.master.role.role, sub.master.cands[found.master], 1))
-    for i, count in sorted(found.counts.items(), key=lambda item: sub.workers.cands[item[0]].instance_type):
-        allocations.append(_allocation(sub.workers.role.role, sub.workers.cands[i], count))
     e = found.evaluation
+    run_s = float(sub.levels.t50[e.level])
+    breakdown = plan_fixed_items(run_s, sub.rules)  # sub.rules carry the region's egress rate
+    used = [(sub.master, found.master, 1)] if found.master is not None else []
+    used += [(sub.workers, i, count) for i, count in sorted(found.counts.items(), key=lambda item: sub.workers.cands[item[0]].instance_type)]
+    for group, index, count in used:
+        cand = group.cands[index]
+        allocations.append(_allocation(group.role.role, cand, count, group.role.works, group.role.ebs_gb))
+        role_rules = sub.rules if group.role.ebs_gb is None else replace(sub.rules, ebs_gb=group.role.ebs_gb)
+        one = instance_items(cand.price_usd_h, run_s, cand.rate_per_s, role_rules, cand.credit_usd_h)
+        breakdown = breakdown + one.times(count)
     return Plan(
         rank=rank,
         region=sub.region,
@@ -201,20 +234,33 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
         cost_usd=Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4)),
         why=why,
         on_frontier=on_frontier,
-        also_in=tuple(
-            Alternative(other.sub.region, Estimate(p50=round(float(other.evaluation.cost50), 4), p90=round(float(other.evaluation.cost90), 4)))
-            for other in found.also
-            if other.sub.region != sub.region
-        ),
+        also_in=_also_in(found),
+        breakdown=breakdown.rounded(),
     )
 
 
-def _allocation(role: str, cand, count: int) -> RoleAllocation:
+def _also_in(found: ranking.Found) -> tuple[Alternative, ...]:
+    """The other regions running the same worker mix, cheapest first: identical problems, then other finds."""
+    cost = lambda e: Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4))  # noqa: E731
+    seen = {found.sub.region}
+    also = []
+    for other in (found, *found.also):
+        for region in ([] if other is found else [other.sub.region]) + list(other.sub.twins):
+            if region not in seen:
+                seen.add(region)
+                also.append((float(other.evaluation.cost50), region, cost(other.evaluation)))
+    return tuple(Alternative(region, estimate) for _, region, estimate in sorted(also))
+
+
+def _allocation(role: str, cand, count: int, works: bool, root_gb: float | None) -> RoleAllocation:
+    """``workers_per_instance`` is the host's slots: its ranks in the hostfile and D2C_WORKER_COUNT."""
     offer = cand.offer
     return RoleAllocation(
         role=role, instance_type=offer.instance_type, count=int(count), market=cand.market, region=offer.region,
         vcpus=int(offer.vcpus), memory_gib=float(offer.memory_gib), arch=offer.arch,
-        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance),
+        price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance) if works else 0,
+        on_demand_usd_h=float(offer.on_demand_usd_h) if offer.on_demand_usd_h else None,
+        cpu_credits=cand.cpu_credits, root_gb=root_gb,
     )
 
 

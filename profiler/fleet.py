@@ -25,8 +25,13 @@ workers. The assumptions, shown by ``d2c predict``:
   knows. A family with neither (or a burstable family without a baseline) has **no speed
   basis**: its capacity is 0 workers, so plans leave it out, and ``speed_basis`` says why; a
   caller may bring it back with an explicit ``assume_speed``.
-* Burstable families (t3) are assumed to run at their baseline once credits run out, so they
-  are scaled by their baseline fraction for long runs.
+* Burstable types (t2, t3, t3a, t4g) launched in ``standard`` credit mode run at their
+  per-size baseline once their credits run out, so for long runs each vCPU counts as its
+  baseline fraction (``BURSTABLE_BASELINE``: AWS's baseline utilization per vCPU, e.g. 5 % for
+  t3.nano, 40 % for t3.xlarge, from the credit table at
+  https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/burstable-credits-baseline-concepts.html,
+  baseline = credits earned per hour / vCPUs / 60). In ``unlimited`` mode they run at full speed
+  like any other type (and are billed surplus credits, see planner.billing).
 """
 
 from __future__ import annotations
@@ -150,8 +155,28 @@ def speed_basis(family: str, processor: ProcessorFacts | None = None) -> str:
         return f"{family}: burstable without a known baseline; left out of plans"
     return f"{family}: {known.basis}"
 
-BURSTABLE_BASELINE = {"t3": 0.3}
-"""Sustained fraction of a vCPU for burstable families (t3.large-class baseline)."""
+_T3_SIZES = {"nano": 0.05, "micro": 0.10, "small": 0.20, "medium": 0.20, "large": 0.30, "xlarge": 0.40, "2xlarge": 0.40}
+BURSTABLE_BASELINE = {
+    "t3": _T3_SIZES,
+    "t3a": _T3_SIZES,
+    "t4g": _T3_SIZES,
+    "t2": {"nano": 0.05, "micro": 0.10, "small": 0.20, "medium": 0.20, "large": 0.30, "xlarge": 0.225, "2xlarge": 0.17},
+}
+"""Baseline utilization per vCPU by burstable family and size (AWS's credit table, cited above)."""
+
+
+def burstable_baseline(instance_type: str) -> float | None:
+    """Baseline fraction per vCPU of a burstable type or family (None for other families).
+
+    Given a family alone, or a size the table lacks, the family's smallest baseline applies, so
+    a burstable host is never counted faster than AWS runs it.
+    """
+    family, _, size = instance_type.partition(".")
+    table = BURSTABLE_BASELINE.get(family)
+    if table is None:
+        return None
+    return table.get(size, min(table.values()))
+
 
 _SMT_OFF_FAMILIES = ("hpc6a",)
 
@@ -185,10 +210,15 @@ def instance_capacity(
     *,
     processor: ProcessorFacts | None = None,
     assume_speed: float | None = None,
+    cpu_credits: str = "standard",
 ) -> Capacity:
-    """Capacity of one instance of ``family`` with ``vcpus`` vCPUs, for a profile whose host
-    single-core speed is ``host_speed`` on the c5 = 1.0 scale. A family without a speed basis
-    gets speed 0 unless the caller gives ``assume_speed`` (c5 = 1.0) explicitly."""
+    """Capacity of one instance of ``family`` (or a full type name, e.g. ``t3.micro``, which burstable
+    types need for their per-size baseline) with ``vcpus`` vCPUs, for a profile whose host
+    single-core speed is ``host_speed`` on the c5 = 1.0 scale. ``cpu_credits`` is the credit mode
+    a burstable type is launched in. A family without a speed basis gets speed 0 unless the caller
+    gives ``assume_speed`` (c5 = 1.0) explicitly."""
+    baseline = burstable_baseline(family)
+    family = family.split(".", 1)[0]
     base = base_family(family)
     basis = speed_basis(family, processor)
     known = family_speed(family, processor)
@@ -200,9 +230,9 @@ def instance_capacity(
     else:
         family_figure = known.speed
     core_speed = family_figure / max(host_speed, 1e-9)
-    if base in BURSTABLE_BASELINE:
+    if baseline is not None and cpu_credits == "standard":
         # Throttled vCPUs rarely contend for their shared core, so the baseline alone applies.
-        return Capacity(workers_per_instance=vcpus, speed=core_speed * BURSTABLE_BASELINE[base], basis=basis)
+        return Capacity(workers_per_instance=vcpus, speed=core_speed * baseline, basis=basis)
     smt = arch == "x86_64" and base not in _SMT_OFF_FAMILIES and vcpus >= 2
     per_vcpu = core_speed * (SMT_YIELD if smt else 1.0)
     return Capacity(workers_per_instance=vcpus, speed=per_vcpu, basis=basis)

@@ -114,7 +114,7 @@ def _record(path: Path, line: int, row: dict[str, str], instances: InstanceFacts
         family, arch, vcpus = instances[instance_type][:3]
         memory_mb = instances[instance_type][3] if len(instances[instance_type]) > 3 else None
         fleet = int(count or 1)
-        capacity = instance_capacity(family, arch, vcpus, host_speed)
+        capacity = instance_capacity(instance_type, arch, vcpus, host_speed)
         if not capacity.known:
             raise UsageError(f"{path}: line {line}: instance_type {instance_type!r}: {capacity.basis}; its runs cannot be converted to workers")
         effective = min(workers, fleet * vcpus) * capacity.speed

@@ -41,6 +41,7 @@ class Guest:
     serial_console: bool = False
     payload_mib: int = 0
     dhcp_client: bool = True
+    systemd: bool = True
     netplan_unmatched: bool = False
     """netplan ``enp0s3: {dhcp4: true}`` without ``match`` (Ubuntu Server's installer default; with ``netplan_static=False``)."""
     grub_root_device: bool = False
@@ -123,6 +124,9 @@ def build_tree(root: Path, guest: Guest, *, root_device: str = "/dev/sda1") -> P
              'SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", ATTR{address}=="08:00:27:aa:bb:cc", NAME="eth0"\n')
     _put(root, "etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\nUsePAM yes\n")
     _put(root, "usr/sbin/sshd", _elf(guest.bits), 0o755)
+    if guest.systemd:
+        _put(root, "usr/lib/systemd/systemd", _elf(guest.bits), 0o755)
+        _put(root, "usr/bin/systemctl", _elf(guest.bits), 0o755)
     _put(root, "usr/lib/systemd/system/ssh.service", "[Unit]\nDescription=OpenBSD Secure Shell server\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n")
     wants = root / "etc/systemd/system/multi-user.target.wants"
     (root / "etc/systemd/system").mkdir(parents=True)

@@ -101,7 +101,7 @@ SCRIPT_APP = {
 
 
 def _project(tmp_path: Path, command: str, roles: list[tuple[str, int, int]], *, market: str = "on-demand") -> Path:
-    role_lines = "".join(f"  - {{name: {name}, image: app, user: root{', command: ' + command if name == 'master' else ''}}}\n" for name, _c, _w in roles)
+    role_lines = "".join(f"  - {{name: {name}, image: app, user: root, count: {count}{', command: ' + command if name == 'master' else ''}}}\n" for name, count, _w in roles)
     project = app_project(tmp_path, "script", SCRIPT_APP, "roles:\n" + role_lines + "outputs:\n  - {remote: out, local: results}\n")
     write_plans(project / "plans.json", "script", roles, market=market, budget_usd=5.0)
     return project
@@ -206,7 +206,7 @@ def test_host_whose_ssh_never_answers(aws, tmp_path):
     assert all(not r.live for r in open_journal().resources(result.run_id))
 
 
-def test_spot_launch_is_capped_at_the_plans_price_and_the_deadman_keeps_egress_and_boot_back(aws, tmp_path):
+def test_spot_launch_is_capped_at_the_on_demand_price_and_the_deadman_keeps_egress_and_boot_back(aws, tmp_path):
     """moto accepts but does not keep MaxPrice, so the request as sent on the wire is checked."""
     import base64
     from urllib.parse import parse_qs
@@ -217,7 +217,7 @@ def test_spot_launch_is_capped_at_the_plans_price_and_the_deadman_keeps_egress_a
     vpc = ec2.create_vpc(CidrBlock="10.251.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.251.1.0/24")["Subnet"]["SubnetId"]
     project = _project(tmp_path, "./job.sh", [("master", 1, 1)], market="spot")
-    write_plans(project / "plans.json", "script", [("master", 1, 1)], market="spot", budget_usd=5.0, output_gb=20.0)
+    write_plans(project / "plans.json", "script", [("master", 1, 1)], market="spot", budget_usd=5.0, output_gb=20.0, on_demand_usd_h=0.25)
     provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", subnet_id=subnet, ssh_timeout_s=1, poll_s=0.1)
     sent: list[dict[str, list[str]]] = []
     provider.ec2.meta.events.register("before-send.ec2.RunInstances", lambda request, **_: sent.append(parse_qs(request.body if isinstance(request.body, str) else request.body.decode())))
@@ -225,11 +225,11 @@ def test_spot_launch_is_capped_at_the_plans_price_and_the_deadman_keeps_egress_a
     assert result.outcome == "failed" and "did not answer SSH" in result.message, "moto launched the capped spot instance"
     assert len(sent) == 1
     assert sent[0]["InstanceMarketOptions.MarketType"] == ["spot"]
-    assert sent[0]["InstanceMarketOptions.SpotOptions.MaxPrice"] == ["0.100000"], "the plan's recorded $0.10/h"
-    # $5 less 20 GB of egress, at $0.10/h plus an 8 GB root volume, less 3 minutes of boot: 1900 minutes.
+    assert sent[0]["InstanceMarketOptions.SpotOptions.MaxPrice"] == ["0.250000"], "capped at the on-demand price, not the planning price"
+    # $5 less 20 GB of egress, at $0.10/h plus an 8 GB root volume (no public address), less 3 minutes of boot: 1900 minutes.
     rules = BillingRules()
     hourly = 0.10 + rules.ebs_gb * rules.ebs_usd_gb_month * 3600 / SECONDS_PER_MONTH
-    minutes = int(((5.0 - 20 * rules.egress_usd_gb) / hourly * 3600 - rules.boot_setup_s) // 60)
+    minutes = int(((5.0 - 20 * rules.egress_rate) / hourly * 3600 - rules.boot_setup_s) // 60)
     assert minutes == 1900
     assert f"shutdown -h +{minutes} " in base64.b64decode(sent[0]["UserData"][0]).decode()
     assert leftovers(result.run_id) == NOTHING
@@ -302,12 +302,15 @@ def test_interrupted_spot_worker_is_replaced_with_the_runs_key_and_group(hypervi
     ui = NotingUI(interrupt_worker)
     result = _start(_orchestrator(hypervisor, ui), project)
     assert result.outcome == "succeeded", result.message
-    assert any(note.startswith("worker-2 joined the run") for note in ui.notes)
+    assert any(note.startswith("worker-2 joined the run") for note in ui.notes), "\n".join(ui.notes)
     hosts = (project / "results" / "hosts").read_text().splitlines()
-    assert [line.split()[2] for line in hosts] == ["master-1", "worker-2"]
+    assert [line.split()[2] for line in hosts] == ["master-1", "worker-2"], "\n".join(ui.notes)
     kinds = [r.kind for r in open_journal().resources(result.run_id)]
     assert kinds.count("key_pair") == 1 and kinds.count("security_group") == 1 and kinds.count("instance") == 3
     assert len(hypervisor.launched) == 3
+    instances = open_journal().resources(result.run_id, "instance")
+    assert len({r.details["zone"] for r in instances}) == 1, "roles and the replacement share one zone"
+    assert open_journal().run(result.run_id).details["subnet_id"] == hypervisor.subnet_id
     assert leftovers(result.run_id) == NOTHING
 
 

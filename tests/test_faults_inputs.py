@@ -146,13 +146,6 @@ def test_hostile_names_in_the_descriptor_are_refused(tmp_path, case):
     assert not Path(os.environ["D2C_HOME"]).exists()
 
 
-def test_descriptor_env_reaches_the_app(tmp_path):
-    from d2c.descriptor import load_descriptor
-
-    project = app_project(tmp_path, "envs", APP, "roles:\n  - {name: master, image: app, command: ./job.sh}\nenv: {OMP_NUM_THREADS: 1, GREETING: \"hello there\"}\n")
-    assert load_descriptor(project / "d2c.yaml").env == (("OMP_NUM_THREADS", "1"), ("GREETING", "hello there"))
-
-
 RUNS_CSV_CASES = {
     "10^20 workers": ("scale,workers,wall_s\n0.1,1,10\n0.1,1e20,5\n", "line 3: workers = 1e20 is above the largest plausible value"),
     "a century of wall time": ("scale,workers,wall_s\n0.1,1,10\n0.1,2,3.2e9\n", "line 3: wall_s = 3.2e9 is above"),

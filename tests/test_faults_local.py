@@ -337,3 +337,69 @@ def test_a_full_state_disk_mid_run_still_tears_down_and_status_and_down_work_on_
     down = d2c("down", "--all", cwd=project)
     assert down.returncode == 0, down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_down_stops_a_run_left_behind_on_a_full_disk(tmp_path, small_state):
+    project = _slow_project(tmp_path, steps=600)
+    controller = subprocess.Popen([sys.executable, "-m", "d2c", "run", "--provider", "local", "--poll", "0.2"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = _wait_for_state("running")
+        controller.send_signal(signal.SIGKILL)
+        controller.wait(timeout=10)
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    app_pid = int((run.run_dir / "hosts" / "master-1" / "d2c-work" / ".d2c" / "master.pid").read_text())
+    assert _alive(app_pid)
+    subprocess.run(["dd", "if=/dev/zero", f"of={small_state / 'filler'}", "bs=4k"], capture_output=True)
+    assert shutil.disk_usage(small_state).free < 8 * 1024
+
+    status = d2c("status", cwd=project)
+    assert status.returncode == 0 and f"{run.run_id}: controller gone" in status.stdout, status.stderr
+    down = d2c("down", run.run_id, cwd=project)
+    assert down.returncode == 0, down.stderr
+    assert "Traceback" not in down.stderr
+    assert f"{run.run_id}: removed rehearsal host master-1" in down.stdout
+    assert not _alive(app_pid), "the app was stopped although the disk is full"
+    (small_state / "filler").unlink()
+    again = d2c("down", run.run_id, cwd=project)
+    assert again.returncode == 0 and "nothing of the run is left" in again.stdout
+    assert open_journal(read_only=True).run(run.run_id).state == "finished"
+
+
+@pytest.mark.parametrize(
+    "link, target, inside",
+    [
+        ("a", "b", True),
+        ("sub/a", "../b", True),
+        ("sub/a", "../../b", False),
+        ("a", "..", False),
+        ("a", "/etc/ssh", False),
+        ("a", "/", False),
+        ("sub/deeper/a", "../../x/../y", True),
+        ("sub/a", "x/../../../y", False),
+        ("a", "a", True),
+        ("a", "", False),
+    ],
+)
+def test_which_links_stay_inside_the_output_folder(link, target, inside):
+    from executor.fetch import link_stays_inside
+
+    assert link_stays_inside(link, target) is inside
+
+
+def test_a_read_only_journal_never_creates_or_writes(tmp_path):
+    from executor.journal import Journal, JournalWriteError
+
+    path = tmp_path / "state" / "journal.sqlite"
+    empty = Journal(path, read_only=True)
+    assert empty.runs() == [] and not (tmp_path / "state").exists()
+    Journal(path).event("run-1", "created", "a first event")
+    before = path.stat().st_mtime_ns
+    journal = Journal(path, read_only=True)
+    assert [e.message for e in journal.events("run-1")] == ["a first event"]
+    with pytest.raises(JournalWriteError):
+        journal.event("run-1", "more", "refused")
+    Journal(path)  # opening an up-to-date journal for writing writes nothing either
+    assert path.stat().st_mtime_ns == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

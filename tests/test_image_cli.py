@@ -100,13 +100,40 @@ def test_vm_chooses_the_vm_of_a_two_vm_appliance(cluster_ova, tmp_path):
 
 @pytest.mark.integration
 def test_import_prints_the_ami_and_reuses_it(ubuntu_ova, aws):
-    first = _d2c("image", "import", ubuntu_ova, "--region", "us-east-1")
+    # The Ubuntu-shaped test image has no real kernel to boot; the rehearsal is tested on a real guest (test_image_boot.py).
+    first = _d2c("image", "import", ubuntu_ova, "--region", "us-east-1", "--no-boot-test")
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip().startswith("ami-")
-    second = _d2c("image", "import", ubuntu_ova)
+    second = _d2c("image", "import", ubuntu_ova, "--no-boot-test")
     assert second.returncode == 0 and second.stdout == first.stdout
 
 
 def test_import_with_an_unknown_method_is_a_usage_error(ubuntu_ova):
     result = _d2c("image", "import", ubuntu_ova, "--method", "ftp")
     _one_error_line(result, "--method")
+
+
+def test_a_bad_deadman_duration_is_one_line_and_writes_nothing(ubuntu_ova, tmp_path):
+    out = tmp_path / "out"
+    _one_error_line(_d2c("image", "prepare", ubuntu_ova, "-o", out, "--deadman", "3x"), "--deadman: '3x' is not a duration")
+    assert not out.exists()
+
+
+def test_boot_test_of_a_missing_disk_is_one_line(tmp_path):
+    _one_error_line(_d2c("image", "boot-test", tmp_path / "vm.prepared.raw"), "no such disk")
+
+
+def test_prepare_with_deadman_records_the_timer_in_the_manifest(ubuntu_ova, tmp_path):
+    result = _d2c("image", "prepare", ubuntu_ova, "-o", tmp_path / "out", "--deadman", "90m")
+    assert result.returncode == 0, result.stderr
+    edits = {e["file"]: e for e in json.loads((tmp_path / "out" / "manifest.json").read_text())["edits"]}
+    assert "OnBootSec=5400s" in edits["/etc/systemd/system/d2c-deadman.timer"]["after"]
+    assert edits["/etc/systemd/system/timers.target.wants"]["kind"] == "dir"
+    assert edits["/etc/systemd/system/timers.target.wants/d2c-deadman.timer"]["after"] == "/etc/systemd/system/d2c-deadman.timer"
+    assert "--no-block poweroff" in edits["/etc/systemd/system/d2c-deadman.service"]["after"]
+
+
+def test_deadman_on_a_guest_without_systemd_is_refused(vm_image, tmp_path):
+    ova = vm_image("no-systemd", guest=Guest(systemd=False))
+    _one_error_line(_d2c("image", "prepare", ova, "-o", tmp_path / "out", "--deadman", "1h"), "does not boot with systemd")
+    assert not (tmp_path / "out" / "manifest.json").exists()

@@ -43,7 +43,7 @@ def test_a_literal_name_dhcp_stanza_in_interfaces_d_is_replaced_by_a_pattern(vm_
     fs = inspect_disk(prepare_image(ova, tmp_path).raw).fs
     assert fs.read_text("/etc/network/interfaces.d/enp0s3") == "# The primary network interface\n"
     main = fs.read_text("/etc/network/interfaces")
-    assert main.startswith("source /etc/network/interfaces.d/*\n") and main.endswith("allow-hotplug /e*/1=primary\niface primary inet dhcp\n")
+    assert main.startswith("source /etc/network/interfaces.d/*\n") and main.endswith("auto /e*/1=primary\niface primary inet dhcp\n")
 
 
 def test_ifupdown_without_a_dhcp_client_fails_naming_the_package(vm_image):
@@ -107,3 +107,35 @@ def test_initramfs_members_are_read_behind_an_early_microcode_archive(compress):
 def test_an_unknown_initramfs_compression_is_named():
     with pytest.raises(InitramfsError, match="unknown initramfs compression"):
         member_names(b"\x89PNG\r\n\x1a\n" + bytes(100))
+
+
+NM_KEYFILE = (
+    "[connection]\nid=Wired connection 1\nuuid=7b0c3c1e-2f61-4d3e-9d41-1a2b3c4d5e6f\ntype=ethernet\ninterface-name=enp0s3\n\n"
+    "[ethernet]\nmac-address=08:00:27:3C:5D:7E\n\n[ipv4]\naddress1=192.168.56.10/24,192.168.56.1\ndns=192.168.56.1;\nmethod=manual\n\n"
+    "[ipv6]\nmethod=auto\n"
+)
+NETWORKD_UNIT = "[Match]\nName=enp0s3\n\n[Network]\nAddress=192.168.56.10/24\nGateway=192.168.56.1\n"
+
+
+def test_a_networkmanager_keyfile_bound_to_enp0s3_is_unbound_and_takes_dhcp(vm_image, tmp_path):
+    guest = Guest(netplan_static=False, extra_files=(
+        ("etc/netplan/50-cloud-init.yaml", "network:\n  version: 2\n  renderer: NetworkManager\n"),
+        ("etc/NetworkManager/NetworkManager.conf", "[main]\nplugins=keyfile\n"),
+        ("etc/NetworkManager/system-connections/Wired connection 1.nmconnection", NM_KEYFILE),
+    ))
+    ova = vm_image("nm-keyfile", guest=guest)
+    item = _items(check_image(ova))["network (DHCP)"]
+    assert item.status == "fix" and "NetworkManager connection Wired connection 1.nmconnection" in item.reason
+    fs = inspect_disk(prepare_image(ova, tmp_path).raw).fs
+    text = fs.read_text("/etc/NetworkManager/system-connections/Wired connection 1.nmconnection")
+    assert "interface-name" not in text and "mac-address" not in text and "address1" not in text
+    assert "[ipv4]\nmethod=auto\n" in text and "id=Wired connection 1\n" in text
+
+
+def test_a_networkd_unit_matching_enp0s3_matches_any_e_name_with_dhcp(vm_image, tmp_path):
+    guest = Guest(netplan_static=False, extra_files=(("etc/systemd/network/10-enp0s3.network", NETWORKD_UNIT),))
+    ova = vm_image("networkd-literal", guest=guest)
+    item = _items(check_image(ova))["network (DHCP)"]
+    assert item.status == "fix" and "systemd-networkd 10-enp0s3.network" in item.reason
+    fs = inspect_disk(prepare_image(ova, tmp_path).raw).fs
+    assert fs.read_text("/etc/systemd/network/10-enp0s3.network") == "[Match]\nName=e*\n\n[Network]\nDHCP=ipv4\n"

@@ -89,7 +89,7 @@ def test_sshd_enabled_and_ifupdown_switched_to_dhcp(vm_image, tmp_path):
     link = fs.stat("/etc/systemd/system/multi-user.target.wants/ssh.service")
     assert (link.kind, link.link_target) == ("symlink", "/lib/systemd/system/ssh.service")
     interfaces = fs.read_text("/etc/network/interfaces")
-    assert interfaces == "auto lo\niface lo inet loopback\n\nallow-hotplug /e*/1=primary\niface primary inet dhcp\n"
+    assert interfaces == "auto lo\niface lo inet loopback\n\nauto /e*/1=primary\niface primary inet dhcp\n"
 
 
 def test_prepare_into_the_images_own_folder_keeps_the_original(tmp_path):

@@ -6,6 +6,7 @@ device) are checked on the request as boto3 sends it.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -71,7 +72,7 @@ def test_every_block_reads_back_and_zero_blocks_are_not_sent(aws, tmp_path):
 
 
 def test_ensure_ami_imports_once_and_reuses_by_digest(ubuntu_gpt_ova, calls):
-    ami = importer.ensure_ami(ubuntu_gpt_ova, region="us-east-1", public_key=KEY, run_id="run-7")
+    ami = importer.ensure_ami(ubuntu_gpt_ova, region="us-east-1", public_key=KEY, run_id="run-7", boot_test=False)
     ec2 = aws_client("ec2")
     image = ec2.describe_images(ImageIds=[ami])["Images"][0]
     tags = {t["Key"]: t["Value"] for t in image["Tags"]}
@@ -87,7 +88,7 @@ def test_ensure_ami_imports_once_and_reuses_by_digest(ubuntu_gpt_ova, calls):
     assert 0 < sent < 352 * 2**20 // BLOCK_SIZE // 4
     assert sorted(p.name for p in (state_dir() / "images").iterdir()) == [f"{tags['d2c:digest'][:16]}.manifest.json"]
 
-    again = importer.ensure_ami(ubuntu_gpt_ova, region="us-east-1", public_key=KEY, run_id="run-8")
+    again = importer.ensure_ami(ubuntu_gpt_ova, region="us-east-1", public_key=KEY, run_id="run-8", boot_test=False)
     assert again == ami
     assert len(calls["PutSnapshotBlock"]) == sent and len(calls["StartSnapshot"]) == 1
 
@@ -108,7 +109,7 @@ def test_a_failed_upload_deletes_the_snapshot(ubuntu_ova, calls, monkeypatch):
 
     monkeypatch.setattr(importer, "client", flaky_client)
     with pytest.raises(WorkError, match="cannot reach AWS"):
-        importer.ensure_ami(ubuntu_ova, region="us-east-1")
+        importer.ensure_ami(ubuntu_ova, region="us-east-1", boot_test=False)
     snapshot_id = calls["DeleteSnapshot"][0]["SnapshotId"]
     ec2 = aws_client("ec2")
     left = ec2.describe_snapshots(Filters=[{"Name": "tag-key", "Values": ["d2c:digest"]}])["Snapshots"]
@@ -119,21 +120,21 @@ def test_a_failed_upload_deletes_the_snapshot(ubuntu_ova, calls, monkeypatch):
 
 def test_each_vm_of_an_appliance_becomes_its_own_ami(cluster_ova, calls):
     with pytest.raises(UsageError, match="holds 2 VMs"):
-        importer.ensure_ami(cluster_ova, region="us-east-1")
+        importer.ensure_ami(cluster_ova, region="us-east-1", boot_test=False)
     assert "StartSnapshot" not in calls
-    head = importer.ensure_ami(cluster_ova, region="us-east-1", vm="head")
-    worker = importer.ensure_ami(cluster_ova, region="us-east-1", vm="worker")
+    head = importer.ensure_ami(cluster_ova, region="us-east-1", vm="head", boot_test=False)
+    worker = importer.ensure_ami(cluster_ova, region="us-east-1", vm="worker", boot_test=False)
     assert head != worker
     images = aws_client("ec2").describe_images(ImageIds=[head, worker])["Images"]
     tags = {i["ImageId"]: {t["Key"]: t["Value"] for t in i["Tags"]} for i in images}
     assert (tags[head]["d2c:vm"], tags[worker]["d2c:vm"]) == ("head", "worker")
     assert tags[head]["d2c:digest"] != tags[worker]["d2c:digest"]
-    assert importer.ensure_ami(cluster_ova, region="us-east-1", vm="worker") == worker
+    assert importer.ensure_ami(cluster_ova, region="us-east-1", vm="worker", boot_test=False) == worker
 
 
 def test_a_failing_image_uploads_nothing(vm_image, calls):
     with pytest.raises(UsageError, match="not ready for EC2 — ENA driver"):
-        importer.ensure_ami(vm_image("no-ena", guest=Guest(ena=False)), region="us-east-1")
+        importer.ensure_ami(vm_image("no-ena", guest=Guest(ena=False)), region="us-east-1", boot_test=False)
     assert "StartSnapshot" not in calls and "CreateMultipartUpload" not in calls
 
 
@@ -194,7 +195,7 @@ def test_a_failing_cleanup_never_hides_the_original_error(ubuntu_ova, calls, mon
 
     monkeypatch.setattr(importer, "client", failing_client)
     with pytest.raises(WorkError) as caught:
-        importer.ensure_ami(ubuntu_ova, region="us-east-1")
+        importer.ensure_ami(ubuntu_ova, region="us-east-1", boot_test=False)
     message = str(caught.value)
     snapshot_id = calls["DeleteSnapshot"][0]["SnapshotId"]
     assert message.startswith("registering AMI d2c-labvm-")
@@ -203,3 +204,23 @@ def test_a_failing_cleanup_never_hides_the_original_error(ubuntu_ova, calls, mon
     assert f"delete it with 'aws ec2 delete-snapshot --snapshot-id {snapshot_id}'" in message
     assert len(message.splitlines()) == 1
     assert calls["DeregisterImage"] and _own_images(aws_client("ec2")) == []
+
+
+def test_an_image_that_does_not_boot_is_refused_before_any_upload(ubuntu_ova, calls, monkeypatch):
+    """The Ubuntu-shaped test disk passes every check but has no boot code: the rehearsal refuses it, nothing is uploaded."""
+    from executor.image.boot_test import qemu_binary
+
+    if qemu_binary("x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (see .ci/install)")
+    monkeypatch.setenv("D2C_BOOT_TEST_ACCEL", "tcg")
+    monkeypatch.setenv("D2C_BOOT_TEST_TIMEOUT", "20")
+    with pytest.raises(UsageError) as refused:
+        importer.ensure_ami(ubuntu_ova, region="us-east-1", public_key=KEY)
+    message = str(refused.value)
+    assert "does not boot as EC2 (Nitro) presents it — SSH did not answer within 20 s" in message
+    assert "the serial console stayed empty" in message and "--no-boot-test" in message
+    assert not {"StartSnapshot", "PutSnapshotBlock", "RegisterImage"} & set(calls)
+    images = state_dir() / "images"
+    assert [p.suffix for p in sorted(images.glob("*.serial.log"))] == [".log"]
+    manifest = json.loads(next(images.glob("*.manifest.json")).read_text())
+    assert manifest["boot_test"]["ok"] is False

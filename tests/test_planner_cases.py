@@ -19,7 +19,7 @@ from planner.problem import RoleGroup
 from tests.fixtures.planner_models import AmdahlModel
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
-PLAIN = BillingRules(boot_setup_s=180.0, ebs_gb=0.0, egress_gb=0.0, image_gb=0.0)
+PLAIN = BillingRules(boot_setup_s=180.0, ebs_gb=0.0, egress_gb=0.0, image_gb=0.0, ipv4_usd_h=0.0)
 """Only instance time is billed, so expected costs are easy to work out by hand."""
 SINGLE = (RoleGroup("app", 1, 64, works=True, hosts_master=True), None)
 MASTER_WORKERS = (RoleGroup("worker", 1, 64, works=True, hosts_master=False), RoleGroup("master", 1, 1, works=True, hosts_master=True))
@@ -216,9 +216,10 @@ def test_plans_json_round_trip(tmp_path):
         "catalog_fetched_at": "2026-01-01T00:00:00+00:00", "market": "any", "regions": ["us-east-1"], "output_gb": 2.5,
     }
     first = raw["plans"][0]
-    assert set(first) == {"rank", "region", "why", "on_frontier", "time_s", "cost_usd", "roles", "also_in"}
+    assert set(first) == {"rank", "region", "why", "on_frontier", "time_s", "cost_usd", "zone", "cost_breakdown", "roles", "also_in"}
     assert set(first["roles"][0]) == {
         "role", "instance_type", "count", "market", "region", "vcpus", "memory_gib", "arch", "price_usd_h", "workers_per_instance",
+        "on_demand_usd_h", "cpu_credits", "zone", "root_gb",
     }
     assert [r["role"] for r in first["roles"]][0] == "master"
     loaded = load_plans(path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -138,3 +140,74 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(UsageError, match="--deadline"):
         parse_duration(text, "--deadline")
+
+
+def _long_names_catalog(folder: Path) -> Path:
+    """The catalog's longest instance names and region names, the same prices in three regions."""
+    offers = []
+    for region in ("ap-southeast-4", "us-east-1", "us-west-2"):
+        offers += [
+            InstanceOffer("r7i.metal-24xl", region, 96, 768.0, "x86_64", 6.35, fetched_at=NOW),
+            InstanceOffer("r7i.metal-48xl", region, 192, 1536.0, "x86_64", 12.70, fetched_at=NOW),
+            InstanceOffer("c7i.metal-48xl", region, 192, 384.0, "x86_64", 8.568, fetched_at=NOW),
+            InstanceOffer("c7i.large", region, 2, 4.0, "x86_64", 0.08925, fetched_at=NOW),
+        ]
+    path = folder / "long-names.csv"
+    write_catalog_csv(Catalog(tuple(offers), "import", NOW), path)
+    return path
+
+
+def test_table_keeps_names_whole_at_80_columns_and_piped(project, tmp_path):
+    catalog = _long_names_catalog(tmp_path)
+    env = dict(os.environ, COLUMNS="80")
+    done = subprocess.run(
+        [sys.executable, "-m", "d2c", "recommend", "--budget", "200", "--exclude", "c7i.large", "--catalog", str(catalog), "--top", "3"],
+        cwd=project, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    assert all(len(line) <= 80 for line in done.stdout.splitlines())
+    words = set(done.stdout.split())
+    assert words & {"r7i.metal-48xl", "c7i.metal-48xl", "r7i.metal-24xl"}
+    assert "ap-southeast-4" in words  # the region column whole
+    # One line per role allocation: "12x c7i.metal-48xl", never a '+'-joined mix in one cell.
+    assert re.search(r"\b\d+x (c7i|r7i)\.metal-(24|48)xl\b", done.stdout)
+    assert " + " not in done.stdout.split("#1:")[0]
+    assert re.search(r"plan #1 costs \$[\d.,]+ at p50: compute \$[\d.,]+, EBS root volumes \$[\d.,]+, egress \$[\d.,]+", done.stdout)
+
+
+def test_the_same_mix_in_other_regions_folds_into_one_plan(project, tmp_path):
+    catalog = _long_names_catalog(tmp_path)
+    done = d2c(project, "recommend", "--budget", "200", "--catalog", str(catalog), "--top", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    plans = json.loads(done.stdout)["plans"]
+    mixes = [tuple(sorted((r["role"], r["instance_type"], r["count"]) for r in p["roles"])) for p in plans[:3]]
+    assert len(set(mixes)) == len(mixes), "every ranked plan is a distinct worker mix"
+    first = plans[0]
+    # Three regions price everything alike: plan 1 runs in the first, the others fold into it.
+    assert first["region"] == "ap-southeast-4"
+    assert [a["region"] for a in first["also_in"]] == ["us-east-1", "us-west-2"]
+    assert all(a["cost_usd"] == first["cost_usd"] for a in first["also_in"])
+    table = d2c(project, "recommend", "--budget", "200", "--catalog", str(catalog), "--top", "3")
+    assert "also in us-east-1, us-west-2, +$0.00" in " ".join(table.stdout.split())
+
+
+def test_recommend_from_a_profile_alone_plans_one_auto_role(project, tmp_path):
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    done = d2c(alone, "recommend", "--budget", "5", "--profile-file", str(project / "profile.json"),
+               "--catalog", str(project / "catalog.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert "no d2c.yaml here: planning one role 'app' of 1..64 instances (auto count)" in done.stderr
+    assert "balance static" in done.stderr
+    plans = json.loads(done.stdout)["plans"]
+    assert plans and all({r["role"] for r in p["roles"]} == {"app"} for p in plans)
+    assert json.loads(done.stdout)["descriptor"] == "profile"
+
+
+def test_check_and_recommend_say_which_balance_applies(project):
+    check = d2c(project, "check")
+    assert check.returncode == 0, check.stderr
+    assert "balance: static: the slowest rank sets the pace" in check.stdout
+    done = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--balance", "dynamic")
+    assert "balance dynamic: a work queue" in done.stderr

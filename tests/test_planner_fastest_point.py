@@ -1,16 +1,17 @@
-"""A model with a fastest point (USL, Ernest): plans never pass it, and never end in an internal error.
+"""A model with a fastest point (USL, Ernest): every fleet has a level, and no case ends in an internal error.
 
 The reproduction: seven on-demand types in one region, a USL profile that is fastest at about
-16 workers, a $6.40 budget. The integer program used to bound a fleet's capacity only from
-below, so it could pick one past the fastest point, where the model has no level, and
-``recommend`` exited 1 with "the solver's plan ... does not check out". The right answer
-(brute force over every fleet of up to 8 instances) is one c6i.xlarge.
+16 workers, a $6.40 budget. The capacity grid used to stop at the fastest point while the
+integer program bounded a fleet's capacity only from below, so it could pick a fleet past the
+grid's end, and ``recommend`` exited 1 with "the solver's plan ... does not check out". The right
+answer (brute force over every fleet of up to 8 instances) is one c6i.xlarge.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pytest
 
 from d2c.errors import NoPlanError
@@ -20,7 +21,6 @@ from planner.candidates import Limits
 from planner.catalog import Catalog, InstanceOffer
 from planner.enumeration import enumerate_fleets
 from planner.problem import RoleGroup
-from profiler.fleet import instance_capacity
 from tests.fixtures.planner_models import UslModel
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -38,7 +38,9 @@ def _subs(limits):
 def test_the_seven_row_reproduction_plans_the_brute_force_answer():
     limits = Limits(budget_usd=6.40, market="on-demand")
     subs = _subs(limits)
-    assert subs[0].levels.capped, "the model's fastest point lies inside the range of fleets"
+    levels = subs[0].levels
+    fastest_level = int(np.argmin([MODEL.runtime(1.0, u / 100).p50 for u in levels.units]))
+    assert fastest_level < len(levels) - 1, "the model's fastest point lies inside the range of fleets"
     result = planning.recommend(subs, limits, top=3)
     best = min(
         (f for sub in subs for f in enumerate_fleets(sub, budget_usd=6.40, deadline_s=None, max_count=8)),
@@ -48,12 +50,10 @@ def test_the_seven_row_reproduction_plans_the_brute_force_answer():
     assert [(a.instance_type, a.count, a.market) for a in first.roles] == [("c6i.xlarge", 1, "on-demand")]
     assert {best.sub.workers.cands[i].instance_type: n for i, n in best.counts.items()} == {"c6i.xlarge": 1}
     assert first.cost_usd.p50 == pytest.approx(float(best.evaluation.cost50), abs=1e-4)
-    # No plan, the fastest included, has more capacity than the model's fastest point.
-    top = int(subs[0].levels.bounds[-1]) - 1
-    for plan in result.plans:
-        units = sum(a.count * round(instance_capacity(a.instance_type.split(".")[0], a.arch, a.vcpus).effective_workers * 100)
-                    for a in plan.roles)
-        assert units <= top, plan
+    # Past the fastest point the grid goes on at the fastest runtime: no fleet is ever faster.
+    assert levels.t50[-1] == pytest.approx(levels.t50[fastest_level])
+    fastest = min(result.plans, key=lambda p: p.time_s.p90)
+    assert fastest.time_s.p50 - 180 >= levels.t50[fastest_level] * (1 - 1e-9)
 
 
 def test_a_budget_below_every_plan_is_no_plan_not_an_internal_error():

@@ -83,25 +83,27 @@ def test_transfer_rows_go_when_done_even_when_a_late_stream_reports(tmp_path):
 
 
 class Tmux:
-    """One tmux session at 80x24 running a command; ``screen()`` is what the person sees."""
+    """One tmux server of its own (``-L``) with one 80x24 session running a command; ``screen()`` is what the person sees."""
 
     def __init__(self, name: str, command: str, cwd: Path, env: dict[str, str]):
         self.name = name
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         script = f"cd {shlex.quote(str(cwd))} && env {exports} {command}; echo EXIT=$?; sleep 300"
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", script], check=True)
+        self.tmux("kill-server", check=False)
+        self.tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", script)
+
+    def tmux(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True, check=check)
+        return done.stdout
 
     def screen(self) -> list[str]:
-        shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True, check=True).stdout
-        return [line.rstrip() for line in shown.splitlines()]
+        return [line.rstrip() for line in self.tmux("capture-pane", "-p", "-t", self.name).splitlines()]
 
     def history(self) -> list[str]:
-        shown = subprocess.run(["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name], capture_output=True, text=True, check=True).stdout
-        return [line.rstrip() for line in shown.splitlines()]
+        return [line.rstrip() for line in self.tmux("capture-pane", "-p", "-S", "-200", "-t", self.name).splitlines()]
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        self.tmux("send-keys", "-t", self.name, *keys)
 
     def wait_for(self, predicate, timeout: float = 60.0) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -113,7 +115,7 @@ class Tmux:
         raise AssertionError("the screen never showed it:\n" + "\n".join(self.screen()))
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self.tmux("kill-server", check=False)
 
 
 def slow_montecarlo(tmp_path: Path, scale: str) -> Path:
@@ -179,10 +181,9 @@ def test_profile_at_80_columns_counts_runs_against_the_time_box(tmp_path):
     (project / "d2c.yaml").write_text(text.replace("scales: [0.02, 0.05, 0.1]", "scales: [0.002, 0.004, 0.008]"))
     tmux = Tmux("d2c-profile-80", f"{shlex.quote(sys.executable)} -m d2c profile --max-time 40s", project, terminal_env())
     try:
-        lines = tmux.wait_for(lambda ls: any(line.startswith("profiling ━") for line in ls))
+        lines = tmux.wait_for(lambda ls: any(line.startswith("  now scale ") for line in ls))
         bar = next(line for line in lines if line.startswith("profiling ━"))
         assert re.search(r"━{20} +\d+/12 0:00:\d\d/0:00:40$", bar.replace("╸", "━").replace("╺", "━")), bar
-        assert any(line.startswith("  now scale ") for line in lines)
         assert not any("…" in line for line in lines)
         end = tmux.wait_for(lambda ls: any(line.startswith("EXIT=") for line in ls), timeout=120)
         assert "EXIT=0" in end, "\n".join(tmux.history())
@@ -195,7 +196,7 @@ def test_profile_at_80_columns_counts_runs_against_the_time_box(tmp_path):
 
 
 def test_skipped_runs_are_named_by_point():
-    from d2c.cli.profile_cmds import skipped_points
+    from d2c.cli.profile_progress import skipped_points
     from d2c.descriptor import ProfileSpec
     from profiler.runs import RunRecord
 
@@ -215,8 +216,16 @@ def test_skipped_runs_are_named_by_point():
 
 def test_status_json_and_table_after_a_rehearsal(montecarlo_project):
     write_plans(montecarlo_project / "plans.json", "montecarlo", [("master", 1, 2)], budget_usd=3.0, deadline_s=3600)
+    rows = ["scale,workers,wall_s"] + [f"{s},{w},{0.2 + 40 * s / w:.3f}" for s in (0.02, 0.05, 0.1) for w in (1, 2)]
+    (montecarlo_project / "runs.csv").write_text("\n".join(rows) + "\n")
+    assert d2c("profile", "import", "runs.csv", cwd=montecarlo_project).returncode == 0
     done = d2c("run", "--provider", "local", "--poll", "0.2", cwd=montecarlo_project)
     assert done.returncode == 0, done.stderr
+    from profiler.profile_file import load_profile
+
+    here = load_profile(montecarlo_project / "profile.json").predictor.runtime(0.01, 2)
+    compared = next(line for line in done.stdout.splitlines() if line.startswith("on this machine the app took "))
+    assert f"the profile predicts p50 {here.p50:.1f} s, p90 {here.p90:.1f} s here at scale 0.01 with 2 workers" in compared
     shown = json.loads(d2c("status", "--json", cwd=montecarlo_project).stdout)
     assert shown["version"] == 1
     [row] = shown["runs"]

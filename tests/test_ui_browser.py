@@ -8,13 +8,14 @@ pytest's tmp folder and copied to /tmp/d2c-ui-shots).
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from planner.plans import load_plans
 from profiler.profile_file import load_profile
-from tests.fixtures.ui import add_host, append_log, screenshot
+from tests.fixtures.ui import add_host, append_log, screenshot, serving
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +62,10 @@ def test_plans_page_shows_plan_one_whole_with_budget_and_deadline(browser, ui_se
     assert "budget $2.00" in browser.find_element("css selector", "#frontier-chart .marker.budget text").text
     assert len(_css(browser, "#frontier-chart circle.point")) == len(planset.plans)
     assert len(_css(browser, "#frontier-chart line.whisker")) >= 2 * len(planset.plans)
+    assert not _css(browser, "form.rehearse"), "a read-only dashboard offers no action"
     inputs = browser.find_element("css selector", "#inputs").text
-    assert "$2.00" in inputs and "30m" in inputs and "days old" in inputs and "matches profile.json" in inputs
+    assert "$2.00" in inputs and "30m" in inputs and "matches profile.json" in inputs
+    assert re.search(r"\d+ (hours|days) old", inputs), "the catalog's age is in view"
     _shots(browser, "plans", tmp_path)
 
 
@@ -127,3 +130,19 @@ def test_live_run_spend_updates_as_the_journal_grows(browser, ui_server, ui_proj
     _wait_for(lambda: "replacement host joined" in browser.find_element("id", "live-log").text, what="the log tail")
     assert "master-2 joined the run" in browser.find_element("id", "events").text
     _shots(browser, "run-live-updated", tmp_path)
+
+
+def test_rehearsal_started_from_the_plans_page_is_followed_to_its_report(browser, rehearsal_project, tmp_path):
+    with serving(rehearsal_project.root, rehearsal_project.env(), "--allow-rehearsal") as url:
+        browser.get(url + "plans")
+        browser.find_element("id", "rehearse-1").click()
+        _wait_for(lambda: "/runs/" in browser.current_url, timeout=20, what="the new run's page")
+        run_id = browser.current_url.rsplit("/", 1)[1]
+        assert run_id.startswith("montecarlo-")
+        report = _wait_for(lambda: _css(browser, "#predicted-actual"), timeout=90, what="the finished run's report")
+        assert "launch to teardown" in report[0].text
+        _shots(browser, "run-rehearsed", tmp_path)
+        runs = rehearsal_project.journal().runs()
+        assert [(r.run_id, r.state, r.provider) for r in runs] == [(run_id, "finished", "local")]
+        assert runs[0].outcome == "succeeded", f"the rehearsal {runs[0].outcome}: {runs[0].message}"
+        assert f"{runs[0].outcome}" in browser.find_element("css selector", "section.card").text

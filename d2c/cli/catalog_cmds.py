@@ -20,6 +20,8 @@ from pathlib import Path
 
 import click
 
+from d2c.cli.aws_options import aws_profile_option
+
 from d2c.cli.output import console, note, print_json, progress
 from d2c.errors import UsageError, WorkError
 
@@ -34,6 +36,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 @catalog.command("refresh")
+@aws_profile_option
 @click.option("--regions", "regions", multiple=True, metavar="R[,R…]", help="Regions to read (default: those already in the catalog).")
 @click.option("--source", type=click.Choice(["api", "bulk"]), default=None, help="api: AWS APIs with your credentials; bulk: public offer files, no credentials. Default: api when credentials are found.")
 @click.option("--family", "families", multiple=True, metavar="F[,F…]", help="Keep only these families, e.g. c6i,m7g.")

@@ -1,4 +1,4 @@
-"""``d2c check``: validate a descriptor and summarise what d2c understood from it."""
+"""``d2c check``: validate a descriptor and summarise what d2c understood from it; ``--cloud``: the AWS account (cloud_check)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def summary_lines(descriptor: Descriptor) -> list[str]:
         f"name: {descriptor.name}    remote work folder: {descriptor.workdir}    desktop: {descriptor.desktop.label}",
         "roles:",
     ]
+    from d2c.descriptor import BALANCE_MEANING
+
+    lines.insert(2, f"balance: {BALANCE_MEANING[descriptor.balance]}")
     for role in descriptor.roles:
         mark = "runs the app, " if role.master else ""
         lines.append(f"  {role.name}: {mark}count {_count(role)}, image {_image(role, base)}, user {role.user}")
@@ -70,15 +73,46 @@ def summary_lines(descriptor: Descriptor) -> list[str]:
 
 @click.command("check")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
-def check_command(path: Path | None) -> None:
-    """Validate d2c.yaml (or PATH) and summarise its roles, files and profile.
+@click.option("--cloud", is_flag=True, help="also check the AWS side: credentials, region, vCPU quotas against the plan, your address, the scheduler role")
+@click.option("--plans", "plans_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plans.json"), show_default=True,
+              help="with --cloud: the plans whose region and vCPUs are checked")
+@click.option("--plan", "plan_rank", type=int, default=1, show_default=True, help="with --cloud: the plan to check")
+@click.option("--ssh-from", default=None, metavar="CIDR", help="with --cloud: the address SSH will be opened to (default: your public IP; env D2C_SSH_FROM)")
+@click.option("--scheduler-role", default=None, metavar="NAME", help="with --cloud: the EventBridge Scheduler role (default d2c-scheduler)")
+def check_command(path: Path | None, cloud: bool, plans_path: Path, plan_rank: int, ssh_from: str | None, scheduler_role: str | None) -> None:
+    """Validate d2c.yaml (or PATH) and summarise its roles, files and profile; with --cloud, the AWS account too.
 
-    Exits 0 when the descriptor is valid, 2 with one line naming the field to fix otherwise.
+    Exits 0 when the descriptor is valid (and, with --cloud, every cloud check passes or only
+    warns), 2 with one line naming the field to fix for a bad descriptor, 1 when a cloud check fails.
     """
     from d2c.descriptor import load_descriptor
 
-    for line in summary_lines(load_descriptor(path)):
-        click.echo(line)
+    descriptor_file = Path(path) if path else Path("d2c.yaml")
+    if not cloud or path is not None or descriptor_file.is_file():
+        for line in summary_lines(load_descriptor(path)):
+            click.echo(line)
+    if cloud:
+        _check_cloud(plans_path, plan_rank, ssh_from, scheduler_role)
+
+
+def _check_cloud(plans_path: Path, plan_rank: int, ssh_from: str | None, scheduler_role: str | None) -> None:
+    from d2c.aws import default_region
+    from d2c.cli.cloud_check import SCHEDULER_ROLE, cloud_checks, plan_needs, result_lines
+    from d2c.errors import WorkError
+
+    needs, label, region = None, "the plan", default_region()
+    if plans_path.is_file():
+        from planner.plans import load_plans
+
+        plan = load_plans(plans_path).plan(plan_rank)
+        needs, label, region = plan_needs(plan), f"plan {plan_rank} of {plans_path}", plan.region
+    click.echo(f"cloud ({region}):")
+    results = cloud_checks(region, needs=needs, plan_label=label, ssh_from=ssh_from, scheduler_role=scheduler_role or SCHEDULER_ROLE)
+    for line in result_lines(results):
+        click.echo(f"  {line}")
+    failed = [r.name for r in results if r.status == "fail"]
+    if failed:
+        raise WorkError(f"the cloud is not ready: {', '.join(failed)} failed; see the fixes above")
 
 
 COMMANDS: list[click.Command] = [check_command]

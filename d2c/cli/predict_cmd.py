@@ -61,10 +61,10 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
     facts = lookup_instances([instance_type])
     if instance_type not in facts:
         raise UsageError(f"--type: {instance_type!r} is not in the instance catalog; check the name (e.g. c5.xlarge) or run 'd2c catalog refresh'")
-    family, arch, vcpus, memory_mb = facts[instance_type]
-    capacity = instance_capacity(family, arch, vcpus, profile.host.speed)
+    _, arch, vcpus, memory_mb = facts[instance_type]
+    capacity = instance_capacity(instance_type, arch, vcpus, profile.host.speed)
     if not capacity.known:
-        raise UsageError(f"--type: {instance_type}: {capacity.basis}; choose a type whose family d2c can rate (e.g. c5.xlarge)")
+        raise UsageError(f"--type: {capacity.basis}; choose a type whose family d2c can rate (e.g. c5.xlarge)")
     workers = count * capacity.effective_workers
     model = profile.predictor
     estimate = model.runtime(scale, workers, host_memory_mb=memory_mb, workers_per_host=capacity.workers_per_instance)

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import click
 
+from d2c.cli.aws_options import aws_profile_option
+
 from d2c.errors import UsageError
 
 _CONNECT_HELP = "reach instances at their public or private address (private: on a VPN into the VPC); env D2C_CONNECT"
 
 
-def _provider(name: str, *, region: str, connect: str | None, ssh_from: str | None, subnet: str | None, ssh_timeout: float | None = None):
+def _provider(
+    name: str, *, region: str, connect: str | None, ssh_from: str | None, subnet: str | None, ssh_timeout: float | None = None,
+    scheduler_role: str | None = None, kms_key: str | None = None,
+):
     if name == "local":
         from executor.providers.local import LocalProvider
 
@@ -30,18 +35,56 @@ def _provider(name: str, *, region: str, connect: str | None, ssh_from: str | No
         connect=connect or os.environ.get("D2C_CONNECT", "public"),
         ssh_from=ssh_from,
         subnet_id=subnet or os.environ.get("D2C_SUBNET"),
+        scheduler_role=scheduler_role or os.environ.get("D2C_SCHEDULER_ROLE"),
+        kms_key=kms_key,
         **options,
     )
 
 
-def _settings(poll: float | None, profile: Path | None):
+def _deadman_seconds(deadman: str | None, plan) -> float | None:
+    """``--deadman DURATION`` in seconds; shorter than boot plus the plan's p90 time is bad input."""
+    if deadman is None:
+        return None
+    from d2c.durations import format_duration, parse_duration
+    from executor.providers.base import BOOT_ALLOWANCE_S
+
+    seconds = parse_duration(deadman, "--deadman")
+    needed = BOOT_ALLOWANCE_S + plan.time_s.p90
+    if seconds < needed:
+        raise UsageError(
+            f"--deadman {deadman}: shorter than the plan's boot ({format_duration(BOOT_ALLOWANCE_S)}) plus its p90 time "
+            f"({format_duration(plan.time_s.p90)}); give at least {format_duration(needed)}"
+        )
+    return seconds
+
+
+def _plan_within_quotas(planset, plan, fallback: bool):
+    """``plan`` when the account's vCPU quotas allow it; with ``fallback`` the next-ranked plan that fits."""
+    from executor.quotas import check_quotas
+
+    candidates = [plan] + ([p for p in planset.plans if p.rank > plan.rank] if fallback else [])
+    first_error = None
+    for candidate in candidates:
+        try:
+            unchecked = check_quotas(candidate, candidate.region)
+            if unchecked:
+                click.echo(f"note: vCPU quotas not checked before launch ({unchecked}); EC2 refuses a launch past them", err=True)
+            if candidate is not plan:
+                click.echo(f"plan {plan.rank} does not fit your vCPU quotas ({first_error}); running plan {candidate.rank} instead", err=True)
+            return candidate
+        except UsageError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
+def _settings(poll: float | None, profile: Path | None, deadman_s: float | None = None):
     from executor.orchestrator import RunSettings
 
     options = {}
     if poll is not None:
         options["poll_s"] = poll
         options["states_every_s"] = max(poll * 5, 1.0)
-    return RunSettings(profile_path=profile, **options)
+    return RunSettings(profile_path=profile, deadman_s=deadman_s, **options)
 
 
 def _display(planset, plan, settings, simulated: bool, record):
@@ -71,6 +114,12 @@ def _finish(result) -> None:
 
         for line in report_lines(load_report(Path(result.report_path).parent)):
             click.echo(line)
+        from d2c.cli.run_display import rehearsal_line
+        from executor.journal import open_journal
+
+        compared = rehearsal_line(open_journal().run(result.run_id))
+        if compared:
+            click.echo(compared)
     if result.outcome == "succeeded":
         click.echo(f"run {result.run_id} succeeded; report: {result.report_path}")
         return
@@ -82,6 +131,7 @@ def _finish(result) -> None:
 
 
 @click.command("run")
+@aws_profile_option
 @click.option("--plan", "plan_rank", type=int, default=1, show_default=True, help="rank of the plan in plans.json")
 @click.option("--plans", "plans_path", type=click.Path(path_type=Path), default=Path("plans.json"), show_default=True)
 @click.option("-f", "--file", "descriptor_path", type=click.Path(path_type=Path), default=None, help="the descriptor (default ./d2c.yaml)")
@@ -97,7 +147,10 @@ def _finish(result) -> None:
 @click.option("--next-plan-on-capacity", "fallback", is_flag=True, help="if AWS lacks capacity or quota for the plan, try the next-ranked one")
 @click.option("--allow-concurrent", is_flag=True, help="run beside other runs of this project; outputs go to results/<run>/ instead")
 @click.option("--detach", is_flag=True, help="run in the background: print the run id and return ('d2c logs RUN -f', 'd2c status', 'd2c down RUN' follow it)")
-def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, allow_concurrent, detach):
+@click.option("--deadman", default=None, metavar="DURATION", help="power every host off this long after boot at the latest (default: what the budget and deadline allow)")
+@click.option("--kms-key", default=None, metavar="KEY", help="KMS key (id or ARN) for the encrypted root volumes (default: the account's EBS default key)")
+@click.option("--scheduler-role", default=None, metavar="ARN", help="IAM role EventBridge Scheduler assumes to terminate the run's instances at its bound (default: the role d2c-scheduler, if any; env D2C_SCHEDULER_ROLE)")
+def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, allow_concurrent, detach, deadman, kms_key, scheduler_role):
     """Carry out a plan: provision, upload, run the master, fetch outputs, tear down.
 
     Every input (descriptor, plans.json, the plan against the descriptor) is checked before
@@ -105,7 +158,8 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
     """
     from d2c.descriptor import load_descriptor
     from executor.journal import open_journal
-    from executor.orchestrator import Orchestrator, check_run_input, start_with_fallback
+    from executor.orchestrator import Orchestrator, start_with_fallback
+    from executor.run_input import check_run_input
     from executor.run_lock import acquire_run_lock
     from planner.plans import load_plans
 
@@ -115,7 +169,8 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         planset = load_plans(Path(record.plans_file))
         plan = planset.plan(record.plan_rank)
         check_run_input(descriptor, planset, plan, plans_path=Path(record.plans_file), provider=record.provider)
-        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
+        deadman_s = _deadman_seconds(deadman, plan)
+        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
         profile = profile_path or record.details.get("profile")
         _check_not_followed(record)
         allow_concurrent = bool(record.details.get("per_run_outputs"))
@@ -124,19 +179,22 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         planset = load_plans(plans_path)
         plan = planset.plan(plan_rank)
         check_run_input(descriptor, planset, plan, plans_path=plans_path, provider=provider)
-        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout)
+        deadman_s = _deadman_seconds(deadman, plan)
+        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
         profile = profile_path or (descriptor.project_dir / "profile.json")
         if provider == "aws":
             from d2c.aws import have_credentials
 
             if not have_credentials():
                 raise UsageError("no AWS credentials found; run 'aws configure' or set AWS_ACCESS_KEY_ID, or rehearse with --provider local")
+            plan = _plan_within_quotas(planset, plan, fallback)
+            chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
         if provider == "aws" and not yes:
             question = f"Launch {plan.instance_count} instance(s) in {plan.region} at ${plan.hourly_usd:.3f}/h, budget ${planset.budget_usd:.2f}?"
             if not sys.stdin.isatty():
                 raise UsageError(f"{question} — pass --yes to confirm when not at a terminal")
             click.confirm(question, abort=True)
-    settings = _settings(poll, Path(profile) if profile else None)
+    settings = _settings(poll, Path(profile) if profile else None, deadman_s)
     if not allow_concurrent:
         acquire_run_lock(open_journal(read_only=True), resuming=resume_id)
     journal = open_journal()
@@ -146,6 +204,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
 
         release_run_lock()
         args = _detached_args(plan_rank, plans_path, descriptor_path, provider, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback)
+        args += [arg for flag, value in (("--deadman", deadman), ("--kms-key", kms_key), ("--scheduler-role", scheduler_role)) if value for arg in (flag, value)]
         detach_run(journal, args + (["--allow-concurrent"] if allow_concurrent else []))
         return
     with _display(planset, plan, settings, chosen.simulated, journal.run(resume_id) if resume_id else None) as ui:
@@ -159,7 +218,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
                 planset,
                 plan,
                 plans_path=plans_path,
-                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout),
+                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key),
                 fallback=fallback,
                 per_run_outputs=allow_concurrent,
             )
@@ -202,9 +261,10 @@ def logs_cmd(run_id, follow):
 
 
 @click.command("down")
+@aws_profile_option
 @click.argument("run_id", required=False)
 @click.option("--all", "everything", is_flag=True, help="every run's resources, including those only found by their d2c:run tag")
-@click.option("--region", "regions", multiple=True, help="regions to search with --all (default: the journal's and AWS_DEFAULT_REGION)")
+@click.option("--regions", "--region", "regions", multiple=True, help="regions to search with --all, comma-separated, or 'all' (default: the journal's and the configured one)")
 def down_cmd(run_id, everything, regions):
     """Delete everything a run created (or, with --all, every run's leftovers)."""
     from executor.journal import open_journal
@@ -225,14 +285,17 @@ def down_cmd(run_id, everything, regions):
         if run.provider == "local" and run.active:
             found_any = True
             _down_one(journal, _provider("local", region=run.region, connect=None, ssh_from=None, subnet=None), run.run_id)
-    from d2c.aws import have_credentials
+    from d2c.aws import aws_errors, client, default_region, have_credentials
 
-    aws_regions = set(regions) | {r.region for r in journal.runs() if r.provider == "aws"}
-    if not regions:
-        aws_regions.add(os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    asked = {name.strip() for value in regions for name in value.split(",") if name.strip()}
     if not have_credentials():
         click.echo("no AWS credentials: only this machine's journal was checked", err=True)
-        aws_regions = set()
+        aws_regions: set[str] = set()
+    elif "all" in asked:
+        with aws_errors("listing the account's regions"):
+            aws_regions = {r["RegionName"] for r in client("ec2", default_region()).describe_regions()["Regions"]}
+    else:
+        aws_regions = asked | {r.region for r in journal.runs() if r.provider == "aws"} | ({default_region()} if not asked else set())
     for region in sorted(aws_regions):
         provider = _provider("aws", region=region, connect=None, ssh_from=None, subnet=None)
         for leftover_run in sorted(provider.leftovers(journal)):

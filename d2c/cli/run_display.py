@@ -2,7 +2,7 @@
 
 The status line says where the run stands against what was promised::
 
-    running 0:04:07 · ETA 0:01:03 (p90 0:02:23) · deadline in 0:05:53 · spent $0.0123 of $0.50 · stops at $0.45
+    running 0:04:07 · ETA 0:01:03 (p90 0:02:23) · spent $0.0123 of $0.50, watchdog stops at $0.45 · deadline in 0:05:53
 
 * elapsed time runs from the run's start, as the plan's predicted time does (launch to outputs
   back, boot and setup included), so ``ETA`` is the plan's p50 less the elapsed time, then its
@@ -13,8 +13,9 @@ The status line says where the run stands against what was promised::
   outputs and tearing down (:meth:`executor.watchdog.Watchdog.reserve_usd`: the fleet's hourly
   price over the reserve time, plus the egress of the expected outputs).
 
-When the terminal is narrow the parts take their short forms (``ETA 0:01:03``, ``$0.0123/$0.50``,
-``stop $0.45``), least needed first, and only then does a part go; names and numbers are never cut.
+When the terminal is narrow the parts take their short forms (``ETA 0:01:03``,
+``$0.0123/$0.50 stop $0.45``, ``deadline 0:05:53``), least needed first, and only then does a
+part go; names and numbers are never cut.
 
 Below it, one row per transfer or step: uploads in bytes with rich's DownloadColumn and
 TransferSpeedColumn, provisioning steps and fetched outputs as counts. A row goes when its step
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from d2c.durations import format_clock
@@ -66,7 +68,7 @@ def run_targets(plan, planset, *, reserve_s: float, started_at: float, deadline_
     from planner.billing import BillingRules
 
     deadline = planset.deadline_s if deadline_s is None else deadline_s
-    reserve_usd = plan.hourly_usd * reserve_s / 3600.0 + planset.output_gb * BillingRules().egress_usd_gb
+    reserve_usd = plan.hourly_usd * reserve_s / 3600.0 + planset.output_gb * BillingRules().for_region(plan.region).egress_rate
     return RunTargets(
         started_at=started_at,
         p50_s=plan.time_s.p50,
@@ -281,3 +283,29 @@ def _board(display: RunDisplay):
         refresh_per_second=4,
         disable=not display.console.is_terminal,
     )
+
+
+def rehearsal_line(record) -> str | None:
+    """For a rehearsal (``--provider local``): the app's measured wall time against what the
+    profile predicts on this machine for the plan's workers, since the report's prediction is
+    for the plan's cloud types. None for cloud runs, or when the profile, plans or times are gone."""
+    from d2c.errors import UsageError
+
+    details = record.details
+    profile_path = details.get("profile")
+    if not details.get("simulated") or not profile_path or "master_ended_at" not in details or "master_started_at" not in details:
+        return None
+    from planner.plans import load_plans
+    from profiler.profile_file import load_profile
+
+    try:
+        profile = load_profile(Path(profile_path))
+        plan = load_plans(Path(record.plans_file)).plan(record.plan_rank)
+    except (UsageError, OSError):
+        return None
+    workers = sum(a.count * a.workers_per_instance for a in plan.roles)
+    scale = float(details.get("scale", profile.full_scale))
+    here = profile.predictor.runtime(scale, workers, host_memory_mb=profile.host.memory_mb, workers_per_host=workers)
+    wall = float(details["master_ended_at"]) - float(details["master_started_at"])
+    return (f"on this machine the app took {wall:.1f} s; the profile predicts p50 {here.p50:.1f} s, p90 {here.p90:.1f} s "
+            f"here at scale {scale:g} with {workers} workers (the plan's times are for its cloud types)")

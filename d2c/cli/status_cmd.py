@@ -174,7 +174,7 @@ def _print_table(rows: list[dict]) -> None:
 @click.command("status")
 @click.argument("run_id", required=False)
 @click.option("--spend", "show_spend", is_flag=True, help="what runs cost this month and all time")
-@click.option("--json", "as_json", is_flag=True, help="stable JSON output (documented in 'd2c status --help' of the README)")
+@click.option("--json", "as_json", is_flag=True, help="stable JSON (version 1, documented in d2c/cli/status_cmd.py)")
 def status_cmd(run_id, show_spend, as_json):
     """Show runs: started, elapsed, instances, state, spend against budget, outcome (one RUN: with its history)."""
     from d2c.cli.output import print_json

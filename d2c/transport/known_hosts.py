@@ -208,6 +208,6 @@ def check_expected(label: str, expected: PublicKey, presented: PublicKey) -> Non
     """Refuse a host that does not present exactly the key the caller was told to expect."""
     if presented != expected:
         raise HostKeyMismatch(
-            f"{label}: host presented {presented.key_type} {presented.fingerprint}, but "
+            f"{label}: ssh host key has changed: the host presented {presented.key_type} {presented.fingerprint}, but "
             f"{expected.key_type} {expected.fingerprint} was expected; connection refused"
         )

@@ -7,9 +7,12 @@ the instance unreachable, even when it says ``dhcp``. Every network manager the 
 read, and whatever binds a name is rewritten to a name-independent DHCP configuration:
 
 - ifupdown (``/etc/network/interfaces`` and ``interfaces.d/*``): the literal stanzas are replaced
-  by ``allow-hotplug /e*/1=primary`` + ``iface primary inet dhcp`` — interfaces(5), "PATTERN
+  by ``auto /e*/1=primary`` + ``iface primary inet dhcp`` — interfaces(5), "PATTERN
   MATCHING INTERFACES": ``/VALUE/n=LOGICAL`` maps the n-th interface whose name matches the
   glob to a logical interface (https://manpages.debian.org/bookworm/ifupdown/interfaces.5.en.html).
+  ``auto``, not ``allow-hotplug``: networking.service's ``ifup -a`` expands the pattern once udev
+  has settled, while the hotplug path (``ifupdown-hotplug``) looks the kernel's name up literally
+  in ``ifquery --allow=hotplug -l`` and so never brings a pattern up (seen booting Debian 12).
   ifupdown runs an external DHCP client; when none is installed the item fails naming the package.
 - netplan: ``ethernets`` entries without ``match`` (the key is then the interface name), or
   matched by MAC address or a literal name, become one entry ``match: {name: "e*"}``,
@@ -33,7 +36,7 @@ from executor.image.disk import ExtFilesystem
 
 ITEM = "network (DHCP)"
 LOGICAL = "primary"
-IFUPDOWN_BLOCK = f"allow-hotplug /e*/1={LOGICAL}\niface {LOGICAL} inet dhcp\n"
+IFUPDOWN_BLOCK = f"auto /e*/1={LOGICAL}\niface {LOGICAL} inet dhcp\n"
 NETPLAN_ENTRY = {"match": {"name": "e*"}, "dhcp4": True}
 _KEYWORDS = ("auto", "allow-", "iface", "mapping", "source", "source-directory", "rename", "no-auto-down", "no-scripts")
 _DHCP_CLIENTS = ("/sbin/dhclient", "/usr/sbin/dhclient", "/sbin/dhcpcd", "/usr/sbin/dhcpcd", "/sbin/udhcpc", "/usr/sbin/udhcpc", "/sbin/pump")
@@ -276,14 +279,16 @@ def _unbind_networkd(text: str) -> str:
     dhcp_on = any(re.match(r"\s*DHCP\s*=\s*(yes|ipv4|true)", l) for l in network)
     if not match_bound and dhcp_on:
         return text
-    sections["[Match]"] = [l for l in match if not l.strip().startswith(("MACAddress=", "Name="))] + ["Name=e*"]
-    sections["[Network]"] = [l for l in network if not re.match(r"\s*(DHCP|Address|Gateway|DNS)\s*=", l)] + ["DHCP=ipv4"]
+    sections["[Match]"] = [l for l in match if l.strip() and not l.strip().startswith(("MACAddress=", "Name="))] + ["Name=e*"]
+    sections["[Network]"] = [l for l in network if l.strip() and not re.match(r"\s*(DHCP|Address|Gateway|DNS)\s*=", l)] + ["DHCP=ipv4"]
     for required in ("[Match]", "[Network]"):
         if required not in order:
             order.append(required)
-    lines = []
+    blocks = []
     for name in order:
-        if name:
-            lines.append(name)
-        lines += sections[name]
-    return "\n".join(lines).rstrip("\n") + "\n"
+        body = sections[name]
+        while body and not body[-1].strip():
+            body = body[:-1]
+        if name or body:
+            blocks.append("\n".join(([name] if name else []) + body))
+    return "\n\n".join(blocks) + "\n"

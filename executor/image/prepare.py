@@ -1,8 +1,9 @@
 """The minimal edits EC2 needs, applied to a raw copy and recorded in a manifest.
 
-Only what the checklist marks ``fix`` is changed (fstab by UUID, DHCP on the first interface,
-MAC-pinned rules removed, sshd enabled, serial console on), plus the run's public key in the
-login user's ``~/.ssh/authorized_keys`` with the modes sshd insists on. Each change is one entry
+Only what the checklist marks ``fix`` is changed (fstab by UUID, DHCP on the first interface
+whatever its name, root= by UUID, MAC-pinned rules removed, sshd enabled, serial console on),
+plus the run's public key in the login user's ``~/.ssh/authorized_keys`` with the modes sshd
+insists on, and, given a bound, the dead-man timer (``executor.image.deadman``). Each change is one entry
 of ``manifest.json``: the file, its text before and after, and why. The original image is only
 read: edits go to the raw copy made by ``convert``, named ``<name>.prepared.raw`` so that it is
 never the original's own name, and refused outright when an output would land on one of the
@@ -25,6 +26,7 @@ from d2c.files import atomic_write_json
 from d2c.state import state_dir
 from executor.image.checks import CheckReport, Edit, LoginUser, check_raw
 from executor.image.convert import ProgressFn, convert
+from executor.image.deadman import deadman_edits
 from executor.image.disk import ExtFilesystem
 from executor.image.source import ImageSource, open_source
 
@@ -87,8 +89,13 @@ def manifest_dict(image: Path, edits: list[Edit]) -> dict:
     }
 
 
-def prepare_raw(raw: Path, source: ImageSource, *, public_key: str | None = None) -> tuple[CheckReport, list[Edit]]:
-    """Check the raw copy of ``source`` and apply every fix (and the key); UsageError when a check fails."""
+def prepare_raw(
+    raw: Path, source: ImageSource, *, public_key: str | None = None, deadman_s: int | None = None
+) -> tuple[CheckReport, list[Edit]]:
+    """Check the raw copy of ``source`` and apply every fix, the key and the dead-man timer; UsageError when a check fails.
+
+    ``deadman_s`` (seconds after boot) installs ``executor.image.deadman``'s units; None leaves them out.
+    """
     report = check_raw(raw, source.path, os_type=source.os_type)
     if not report.ok:
         first = report.failures[0]
@@ -101,6 +108,8 @@ def prepare_raw(raw: Path, source: ImageSource, *, public_key: str | None = None
     if public_key:
         assert report.login_user is not None
         edits += key_edits(fs, report.login_user, public_key)
+    if deadman_s is not None:
+        edits += deadman_edits(fs, int(deadman_s))
     apply_edits(fs, edits)
     return report, edits
 
@@ -125,12 +134,19 @@ def refuse_overwriting(source: ImageSource, outputs: tuple[Path, ...]) -> None:
 
 
 def prepare_image(
-    image: Path, out_dir: Path, *, public_key: str | None = None, progress: ProgressFn | None = None, vm: str | None = None
+    image: Path,
+    out_dir: Path,
+    *,
+    public_key: str | None = None,
+    progress: ProgressFn | None = None,
+    vm: str | None = None,
+    deadman_s: int | None = None,
 ) -> PreparedImage:
     """Convert ``image`` to a raw copy in ``out_dir``, apply the fixes, and write ``manifest.json`` there.
 
-    ``vm`` names the VM to take from an appliance holding several. Nothing is written when an
-    output would replace one of the image's own files.
+    ``vm`` names the VM to take from an appliance holding several; ``deadman_s`` bakes in the
+    dead-man timer with that bound. Nothing is written when an output would replace one of the
+    image's own files.
     """
     source = open_source(image, vm=vm)
     out_dir = Path(out_dir)
@@ -139,7 +155,7 @@ def prepare_image(
     refuse_overwriting(source, (raw, raw.with_name(raw.name + ".partial"), manifest))
     convert(source.disk, raw, fmt="raw", image=source.path, progress=progress)
     try:
-        report, edits = prepare_raw(raw, source, public_key=public_key)
+        report, edits = prepare_raw(raw, source, public_key=public_key, deadman_s=deadman_s)
         atomic_write_json(manifest, manifest_dict(source.path, edits))
     except BaseException:
         raw.unlink(missing_ok=True)

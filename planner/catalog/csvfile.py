@@ -187,7 +187,7 @@ def _fast_offer(values: list[str], positions: list[int], stamps: dict[str, datet
     for number in (on_demand_f, spot_f, median_f, memory_f):
         if number is not None and not 0 <= number < _INF:
             return None
-    if vcpus_i < 0 or gpus_i < 0 or (cores_i is not None and cores_i < 0) or instance_type != instance_type.strip():
+    if vcpus_i < 1 or memory_f <= 0 or gpus_i < 0 or (cores_i is not None and cores_i < 0) or instance_type != instance_type.strip():
         return None
     return InstanceOffer(instance_type, region.strip(), vcpus_i, memory_f, arch or guess_arch(instance_type), on_demand_f,
                          spot_f, median_f, gpus_i, network.strip(), generation not in _FALSE, cores_i, bucket.strip() or None,
@@ -217,11 +217,12 @@ def _careful_offer(row: _Row, stamps: dict[str, datetime], now: datetime, source
     if arch not in _ARCHES:
         raise row.fail("arch", f"'{arch}' is not x86_64 or arm64")
     cores = row.number("physical_cores", integer=True)
+    vcpus, memory = _sizes(row, "vcpus", "memory_gib", instance_type)
     return InstanceOffer(
         instance_type=instance_type,
         region=region,
-        vcpus=int(row.number("vcpus", required=True, integer=True)),
-        memory_gib=float(row.number("memory_gib", required=True)),
+        vcpus=vcpus,
+        memory_gib=memory,
         arch=arch,
         on_demand_usd_h=on_demand,
         spot_usd_h=spot,
@@ -234,6 +235,17 @@ def _careful_offer(row: _Row, stamps: dict[str, datetime], now: datetime, source
         source=row.text("source") or source,
         fetched_at=fetched_at,
     )
+
+
+def _sizes(row: _Row, vcpus_column: str, memory_column: str, instance_type: str) -> tuple[int, float]:
+    """(vCPUs, memory GiB) of a row; an instance type with no vCPU or no memory is refused."""
+    vcpus = row.number(vcpus_column, required=True, integer=True)
+    if vcpus < 1:
+        raise row.fail(vcpus_column, f"{instance_type} has {vcpus:g} vCPUs; every instance type has at least 1")
+    memory = row.number(memory_column, required=True)
+    if memory <= 0:
+        raise row.fail(memory_column, f"{instance_type} has {memory:g} GiB of memory; it must be more than 0")
+    return int(vcpus), float(memory)
 
 
 def _read_d2c(path: Path, reader, index: dict[str, int], source: str) -> Catalog:
@@ -258,9 +270,10 @@ def _read_skypilot(path: Path, reader, index: dict[str, int], mtime: datetime, s
         row.required_text("AvailabilityZone")
         group = groups.get((instance_type, region))
         if group is None:
+            vcpus, memory = _sizes(row, "vCPUs", "MemoryGiB", instance_type)
             group = groups[(instance_type, region)] = {
-                "vcpus": row.number("vCPUs", required=True),
-                "memory": row.number("MemoryGiB", required=True),
+                "vcpus": vcpus,
+                "memory": memory,
                 "price": None,
                 "spots": [],
                 "gpus": row.number("AcceleratorCount") or 0,
@@ -274,8 +287,6 @@ def _read_skypilot(path: Path, reader, index: dict[str, int], mtime: datetime, s
             group["spots"].append(spot)
     offers = []
     for (instance_type, region), group in groups.items():
-        if group["vcpus"] != int(group["vcpus"]):
-            raise UsageError(f"{path}: column 'vCPUs': {instance_type} has {group['vcpus']} vCPUs, not a whole number")
         low, median = spot_summary(group["spots"])
         offers.append(
             InstanceOffer(

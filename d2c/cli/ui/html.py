@@ -27,6 +27,7 @@ header.top nav a { color:#dfe6f3; text-decoration:none; margin-right:16px; paddi
 header.top nav a.here { color:#fff; border-bottom:2px solid #7fb0ff; }
 main { max-width:1180px; margin:0 auto; padding:16px 20px 40px; }
 h1 { font-size:22px; margin:8px 0 12px; } h2 { font-size:17px; margin:22px 0 8px; }
+section.card > h2:first-child { margin-top:2px; } h2 a { color:var(--accent); text-decoration:none; } h2 a:hover { text-decoration:underline; }
 section.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:14px 16px; margin:14px 0; }
 .notice { background:#fff7e0; border:1px solid #f0d58a; border-radius:8px; padding:10px 14px; margin:12px 0; }
 .muted { color:var(--muted); } .small { font-size:13px; }
@@ -42,6 +43,7 @@ tr.chosen td { background:#eef5ff; }
 code, pre { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
 .cmd { display:inline-flex; align-items:center; gap:6px; white-space:nowrap; }
 .cmd code { background:#eef1f6; padding:2px 6px; border-radius:4px; }
+form.rehearse { display:inline; margin:0; } form.rehearse button { margin-top:4px; }
 button.copy { font-size:12px; padding:2px 8px; border:1px solid var(--line); background:#fff; border-radius:4px; cursor:pointer; }
 pre.log { background:#10151f; color:#d7e0ee; padding:10px 12px; border-radius:6px; max-height:340px; overflow:auto; white-space:pre-wrap; word-break:break-all; }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; background:#e7ebf2; }

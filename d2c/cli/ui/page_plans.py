@@ -38,9 +38,21 @@ def _breakdown_html(plan) -> str:
     parts = []
     for key, value in items.items():
         amount = value.get("p50") if isinstance(value, dict) else value
+        if amount == 0:
+            continue  # an item the plan is not billed for
         shown = usd(float(amount)) if isinstance(amount, (int, float)) else text(amount)
         parts.append(f"{escape(str(key).replace('_usd', '').replace('_', ' '))} {shown}")
     return '<span class="small">' + "<br>".join(parts) + "</span>"
+
+
+def _extrapolation_html(plan) -> str:
+    """How far the plan's prediction reaches beyond the measured runs, where plans.json says."""
+    reach = getattr(plan, "extrapolation", None)
+    if isinstance(reach, (int, float)):
+        return f'<br><span class="muted small">extrapolates {reach:.1f}× beyond the profile</span>'
+    if isinstance(reach, str) and reach:
+        return f'<br><span class="muted small">{escape(reach)}</span>'
+    return ""
 
 
 def run_command(rank: int, plans_path: Path, default_path: Path) -> str:
@@ -133,8 +145,16 @@ def inputs_html(planset, profile) -> str:
     )
 
 
-def plans_table(planset, plans_path: Path, default_path: Path) -> str:
-    """The ranked plans."""
+def rehearse_form(rank: int, token: str) -> str:
+    """A button that asks the dashboard to rehearse plan ``rank`` here (a POST with the start token)."""
+    return (
+        f'<form method="post" action="/actions/rehearse" class="rehearse"><input type="hidden" name="token" value="{escape(token)}">'
+        f'<input type="hidden" name="plan" value="{rank}"><button type="submit" class="copy" id="rehearse-{rank}">rehearse here</button></form>'
+    )
+
+
+def plans_table(planset, plans_path: Path, default_path: Path, rehearse_token: str | None = None) -> str:
+    """The ranked plans (with a rehearse button each when the dashboard allows it)."""
     rows = []
     for plan in sorted(planset.plans, key=lambda p: p.rank):
         roles = "<br>".join(
@@ -151,15 +171,15 @@ def plans_table(planset, plans_path: Path, default_path: Path) -> str:
                 f"{usd(plan.cost_usd.p50)}<br><span class=\"muted small\">p90 {usd(plan.cost_usd.p90)}</span>",
                 f"{usd(plan.hourly_usd, 3)}/h",
                 _breakdown_html(plan),
-                escape(plan.why),
-                command_html(run_command(plan.rank, plans_path, default_path)),
+                escape(plan.why) + _extrapolation_html(plan),
+                command_html(run_command(plan.rank, plans_path, default_path)) + (rehearse_form(plan.rank, rehearse_token) if rehearse_token else ""),
             ]
         )
     return table(["rank", "instances per role", "region", "time", "cost", "price", "cost breakdown", "why this rank", "to run it"], rows, numeric=(3, 4, 5), css_id="plans", cards=True)
 
 
-def render(project) -> tuple[str, str]:
-    """The page's title and body."""
+def render(project, rehearse_token: str | None = None) -> tuple[str, str]:
+    """The page's title and body; ``rehearse_token`` adds the rehearse buttons."""
     loaded = project.plans()
     if loaded.value is None:
         return "Plans", "<h1>Plans</h1>" + notice(loaded.problem or "no plans")
@@ -174,7 +194,7 @@ def render(project) -> tuple[str, str]:
         frontier_chart(planset).render(),
         "</section>",
         '<section class="card"><h2>Ranked plans</h2>',
-        plans_table(planset, project.plans_path, project.root / "plans.json"),
+        plans_table(planset, project.plans_path, project.root / "plans.json", rehearse_token),
         "</section>",
     ]
     return "Plans", "".join(body)

@@ -131,8 +131,10 @@ def memory_chart(profile, plans) -> Chart | None:
         chart.line([(s, memory.estimate(s).master_mb) for s in scales], "s1", legend="master (model)")
         chart.points([(r.scale, r.master_rss_mb) for r in masters], "s1")
     for i, (workers, curve) in enumerate(per_host.items()):
+        if workers == 1 and memory.master == (0.0, 0.0):
+            continue  # the same line as one worker's
         css = f"s{(i + 2) % 8}"
-        chart.line(list(zip(scales, curve)), css, legend=f"a host with {workers} worker(s) and the master")
+        chart.line(list(zip(scales, curve)), css, legend=f"a host with {_workers(workers)} and the master")
     for name, gib in shown:
         chart.hline(gib * MB_PER_GIB, "instance-mem", f"{name}: {gib:g} GiB", anchor_right=False)
     return chart

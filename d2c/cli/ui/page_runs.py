@@ -192,6 +192,18 @@ def _range_chart(name: str, p50: float | None, p90: float | None, actual: float 
     return chart.render()
 
 
+def _breakdown_table(breakdown: Any) -> str:
+    """Cost by billed item, predicted against actual, where the report has a breakdown."""
+    if not isinstance(breakdown, dict):
+        return ""
+    actual, predicted = breakdown.get("actual") or {}, breakdown.get("predicted") or {}
+    items = [k for k in dict.fromkeys([*predicted, *actual]) if (actual.get(k) or predicted.get(k))]
+    if not items:
+        return ""
+    rows = [[escape(k.replace("_", " ")), usd(predicted.get(k)), usd(actual.get(k))] for k in items]
+    return "<h2>Cost by item</h2>" + table(["item", "predicted (p50)", "actual"], rows, numeric=(1, 2), css_id="cost-items")
+
+
 def report_html(report: dict[str, Any]) -> str:
     """Predicted against actual, from report.json."""
     predicted = report.get("predicted") or {}
@@ -211,6 +223,7 @@ def report_html(report: dict[str, Any]) -> str:
         _range_chart("launch to teardown", time_p.get("p50"), time_p.get("p90"), report.get("total_s"), "time-vs-plan", seconds=True),
         _range_chart(f"cost, USD{label}", cost_p.get("p50"), cost_p.get("p90"), report.get("cost_usd"), "cost-vs-plan", seconds=False),
     ]
+    parts.append(_breakdown_table(report.get("cost_breakdown")))
     outputs = report.get("outputs") or []
     if outputs:
         parts.append(

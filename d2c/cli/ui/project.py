@@ -10,12 +10,10 @@ one-line message instead. Nothing is ever written: the journal is opened read-on
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from d2c.errors import D2CError
 from executor.journal import JOURNAL_NAME, Journal
@@ -29,20 +27,6 @@ class Loaded(Generic[T]):
 
     value: T | None
     problem: str | None = None
-
-
-class ReadOnlyJournal(Journal):
-    """The run journal opened for reading only: no schema is created, nothing can be written."""
-
-    def __init__(self, path: Path):  # noqa: D107 - the parent's __init__ would create the schema
-        self.path = Path(path)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)) as db:
-            db.row_factory = sqlite3.Row
-            with db:
-                yield db
 
 
 class Project:
@@ -100,10 +84,10 @@ class Project:
 
         return self._cached("plans", Path(path) if path else self.plans_path, load_plans)
 
-    def journal(self) -> ReadOnlyJournal | None:
+    def journal(self) -> Journal | None:
         """The run journal, or None before the first run."""
         path = self.state / JOURNAL_NAME
-        return ReadOnlyJournal(path) if path.is_file() else None
+        return Journal(path, read_only=True) if path.is_file() else None
 
     def report(self, run_dir: Path) -> Loaded:
         """A run's report.json as a dict (problem set while the run has none)."""

@@ -7,11 +7,13 @@ and egress. The watchdog stops the run when spend plus its reserve (fetching out
 down at the fleet's hourly rate, plus the expected outputs' egress) reaches the budget, so the
 *stop line* is the budget less that reserve. Spend over time is the same sum evaluated at earlier
 moments, each host counted from its launch until it ended; egress, whose timing the journal does
-not keep, is added at the last point.
+not keep, is added at the last point. Where the watchdog takes the region's rates and the hosts'
+public IPv4 addresses, they are passed as the orchestrator passes them.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from executor.journal import Journal, RunRecord
 from executor.providers.base import Machine, machines_from_journal
 from executor.watchdog import DEFAULT_RESERVE_S, Watchdog
+from planner.billing import BillingRules
 
 SERIES_POINTS = 60
 """Points on the spend-over-time curve."""
@@ -83,7 +86,19 @@ class RunView:
         return (self.first_launch or self.record.created_at) + float(seconds)
 
 
-def watchdog_for(record: RunRecord, machines: list[Machine], *, clock, ended: dict[str, float]) -> Watchdog:
+def billing_options(record: RunRecord, journal: Journal) -> dict[str, Any]:
+    """The watchdog's regional rates and public addresses, where this version of it takes them."""
+    accepted = inspect.signature(Watchdog).parameters
+    options: dict[str, Any] = {}
+    rules = BillingRules()
+    if "rules" in accepted and hasattr(rules, "for_region"):
+        options["rules"] = rules.for_region(record.region)
+    if "public_ipv4" in accepted:
+        options["public_ipv4"] = {r.resource_id for r in journal.resources(record.run_id, "instance") if r.details.get("public_address")}
+    return options
+
+
+def watchdog_for(record: RunRecord, machines: list[Machine], *, clock, ended: dict[str, float], options: dict[str, Any]) -> Watchdog:
     """The watchdog the controller keeps for ``record`` (prices from the journal, reserve by default)."""
     watchdog = Watchdog(
         machines=machines,
@@ -93,6 +108,7 @@ def watchdog_for(record: RunRecord, machines: list[Machine], *, clock, ended: di
         reserve_s=DEFAULT_RESERVE_S,
         ebs_gb=float(record.details.get("ebs_gb", 0.0)),
         expected_output_gb=float(record.details.get("output_gb", 0.0)),
+        **options,
     )
     for instance_id, at in ended.items():
         watchdog.host_ended(instance_id, at)
@@ -107,7 +123,9 @@ def _ended_at(record: RunRecord, journal: Journal) -> dict[str, float]:
     return ended
 
 
-def spend_series(record: RunRecord, machines: list[Machine], ended: dict[str, float], until: float, egress_bytes: int) -> list[tuple[float, float]]:
+def spend_series(
+    record: RunRecord, machines: list[Machine], ended: dict[str, float], until: float, egress_bytes: int, options: dict[str, Any]
+) -> list[tuple[float, float]]:
     """Spend from the run's creation to ``until``, at SERIES_POINTS evenly spaced moments."""
     start = record.created_at
     span = max(until - start, 1.0)
@@ -116,7 +134,7 @@ def spend_series(record: RunRecord, machines: list[Machine], ended: dict[str, fl
         moment = start + span * i / SERIES_POINTS
         launched = [m for m in machines if m.launched_at <= moment]
         then = {key: min(at, moment) for key, at in ended.items()}
-        watchdog = watchdog_for(record, launched, clock=lambda m=moment: m, ended=then)
+        watchdog = watchdog_for(record, launched, clock=lambda m=moment: m, ended=then, options=options)
         if i == SERIES_POINTS:
             watchdog.add_egress(egress_bytes)
         series.append((moment - start, watchdog.accrued_usd(moment) if launched else 0.0))
@@ -132,7 +150,8 @@ def run_view(record: RunRecord, journal: Journal, report: dict[str, Any] | None 
     if now is None:
         now = record.finished_at if (not record.active and record.finished_at) else time.time()
     egress = int(record.details.get("egress_bytes", 0))
-    watchdog = watchdog_for(record, machines, clock=lambda: now, ended=ended)
+    options = billing_options(record, journal)
+    watchdog = watchdog_for(record, machines, clock=lambda: now, ended=ended, options=options)
     watchdog.add_egress(egress)
     spent = watchdog.accrued_usd(now)
     if report is not None and isinstance(report.get("cost_usd"), (int, float)):
@@ -161,7 +180,7 @@ def run_view(record: RunRecord, journal: Journal, report: dict[str, Any] | None 
         spent_usd=spent,
         reserve_usd=watchdog.reserve_usd() if record.active else 0.0,
         hosts=hosts,
-        series=tuple(spend_series(record, machines, ended, now, egress)),
+        series=tuple(spend_series(record, machines, ended, now, egress, options)),
         first_launch=min((m.launched_at for m in machines), default=None),
         predicted_time_s=dict(predicted.get("time_s") or {}),
         predicted_cost_usd=dict(predicted.get("cost_usd") or {}),

@@ -9,7 +9,7 @@ Exposure is kept as small as a local tool's can be:
   then an HttpOnly, SameSite=Strict cookie);
 * pages only read; a POST must carry the action token made at start (``X-D2C-Token`` header or
   ``token`` form field) and come from the dashboard's own origin, and there are no actions unless
-  the server is given some;
+  the server is given some (``d2c ui --allow-rehearsal``: :mod:`d2c.cli.ui.actions`);
 * responses forbid framing, outside scripts and outside connections (Content-Security-Policy).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import socket
 import sys
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -28,6 +29,7 @@ from typing import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from d2c.cli.ui import page_home, page_plans, page_profile, page_runs
+from d2c.cli.ui.actions import ActionResult
 from d2c.cli.ui.html import notice, page
 from d2c.cli.ui.project import Project
 
@@ -38,8 +40,8 @@ CSP = (
 )
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
-Action = Callable[[Project, dict[str, list[str]]], tuple[int, str]]
-"""A POST handler: the project and the form fields in, an HTTP status and a one-line answer out."""
+Action = Callable[[Project, dict[str, list[str]]], ActionResult]
+"""A POST handler: the project and the form fields in, a status, a line and where to go out."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class DashboardServer(ThreadingHTTPServer):
         self.project = project
         self.access = access
         self.actions = dict(actions or {})
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, DashboardHandler)
 
     @property
@@ -96,7 +100,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", CSP)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Referrer-Policy", "same-origin")
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -185,8 +189,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if action is None:
             self._plain(HTTPStatus.NOT_FOUND, "no such action: this dashboard is read-only")
             return
-        status, message = action(self.server.project, form)
-        self._plain(status, message)
+        result = action(self.server.project, form)
+        if result.location:
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": result.location})
+            return
+        self._html(result.status, "Not done", "<h1>Not done</h1>" + notice(result.message), "")
 
     def _refuse_method(self) -> None:
         self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "d2c ui only shows pages (GET) and takes actions by POST")
@@ -197,11 +204,16 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def _route(self, path: str) -> None:
         project = self.server.project
-        pages = {"/": (page_home.render, "/"), "/profile": (page_profile.render, "/profile"), "/plans": (page_plans.render, "/plans"), "/runs": (page_runs.render_list, "/runs")}
+        token = self.server.access.action_token if "/actions/rehearse" in self.server.actions else None
+        pages = {
+            "/": page_home.render,
+            "/profile": page_profile.render,
+            "/plans": lambda p: page_plans.render(p, rehearse_token=token),
+            "/runs": page_runs.render_list,
+        }
         if path in pages:
-            render, here = pages[path]
-            title, body = render(project)
-            self._html(HTTPStatus.OK, title, body, here)
+            title, body = pages[path](project)
+            self._html(HTTPStatus.OK, title, body, path)
             return
         if path == "/static/dashboard.js":
             script = resources.files("d2c.cli.ui").joinpath("static/dashboard.js").read_bytes()

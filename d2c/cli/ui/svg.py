@@ -21,9 +21,9 @@ Point = tuple[float, float]
 
 WIDTH = 720
 HEIGHT = 380
-MARGIN = (24, 24, 54, 74)
+MARGIN = (30, 24, 54, 74)
 """Top, right, bottom, left, in drawing units."""
-NARROW = (420, 340, (22, 14, 50, 64))
+NARROW = (420, 340, (28, 14, 50, 64))
 """Width, height and margins of the copy drawn for phone screens (shown by CSS below 640 px)."""
 LABEL_LINE = 15
 """Height of a marker label's line, in drawing units."""
@@ -261,9 +261,9 @@ class Chart:
             parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{self.width - right}" y2="{py:.1f}"/>')
             parts.append(f'<text class="tick" x="{left - 8}" y="{py + 4:.1f}" text-anchor="end">{escape(self.y.ticks(value))}</text>')
         parts.append(f'<text class="axis-title" x="{(left + self.width - right) / 2:.1f}" y="{self.height - 10}" text-anchor="middle">{escape(self.x.title)}</text>')
-        parts.append(
-            f'<text class="axis-title" transform="translate(16 {(top + self.height - bottom) / 2:.1f}) rotate(-90)" text-anchor="middle">{escape(self.y.title)}</text>'
-        )
+        if self.y.title:
+            # Above the plot rather than turned along its side, where wide tick labels would cover it.
+            parts.append(f'<text class="axis-title" x="8" y="{top - 8}" text-anchor="start">{escape(self.y.title)}</text>')
         return "".join(parts)
 
     def legend_html(self) -> str:
