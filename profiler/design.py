@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class ExperimentDesign:
         nearest = min(finished, key=lambda r: (abs(math.log(scale / r.scale)), abs(math.log(workers / r.workers)), -r.wall_s))
         return nearest.wall_s * (scale / nearest.scale) * max(nearest.workers / workers, 1.0)
 
-    def narrowing(self, model: FittedModel, done: Sequence[RunRecord], target: tuple[float, float]) -> "callable":
+    def narrowing(self, model: FittedModel, done: Sequence[RunRecord], target: tuple[float, float]) -> Callable[[float, float], float]:
         """A function (scale, workers) -> how much a run there narrows the target's prediction."""
         rows = [r for r in done if r.fitted]
         scale = np.array([r.scale for r in rows], dtype=float)

@@ -8,8 +8,8 @@ with the most workers is the session's guide. The session stops
   ``MIN_POINTS_TO_STOP`` distinct points are measured (enough to check Ernest's four
   coefficients out of sample): more runs would not change the answer;
 * when the time spent reaches ``PROFILE_SHARE`` (5 %) of the predicted full run, or
-  ``MIN_PROFILE_S`` if that is more (below a few seconds of profiling the cost is moot and
-  a fit needs a handful of runs);
+  ``MIN_PROFILE_S`` if that is more (below a few seconds of profiling the cost is moot), once
+  ``MIN_POINTS_TO_STOP`` points are measured (a fit from fewer extrapolates on too little);
 * when the design is complete or the next point would not finish inside the time box.
 
 The next point is the one that narrows the full-scale prediction most per second
@@ -118,12 +118,12 @@ def profile_app(
         p90 = model.runtime(*target).p90
         estimate = model.runtime(*target).p50
         spent = time.monotonic() - started
-        repeated = model.noise > 0 and len({(r.scale, r.workers) for r in runs if r.fitted}) >= MIN_POINTS_TO_STOP
+        enough = len({(r.scale, r.workers) for r in runs if r.fitted}) >= MIN_POINTS_TO_STOP
         stable = max(model.noise, MIN_STABLE)
-        if previous_p90 and repeated and abs(p90 / previous_p90 - 1.0) < stable:
+        if previous_p90 and enough and model.noise > 0 and abs(p90 / previous_p90 - 1.0) < stable:
             report(label, f"the full-scale p90 moved {abs(p90 / previous_p90 - 1.0):.1%} with the last run, less than the {stable:.1%} noise between repeats")
             break
-        if spent >= max(PROFILE_SHARE * estimate, MIN_PROFILE_S):
+        if enough and spent >= max(PROFILE_SHARE * estimate, MIN_PROFILE_S):
             report(label, f"profiling took {spent:.0f}s, {PROFILE_SHARE:.0%} of the predicted full run ({estimate:.0f}s)")
             break
         previous_p90 = p90

@@ -187,7 +187,8 @@ def test_families_outside_the_table_get_a_speed_from_processor_facts_or_none():
     unknown = instance_capacity("zz9", "x86_64", 8)
     assert unknown.speed == 0.0 and not unknown.known and "no speed basis" in unknown.basis
     burstable = instance_capacity("t4g", "arm64", 2)
-    assert not burstable.known and "burstable" in burstable.basis
+    assert burstable.speed < family_speed("t4g").speed, "a burstable family runs at its baseline, not its processor's speed"
+    assert not instance_capacity("t1", "x86_64", 1).known
     assert instance_capacity("zz9", "x86_64", 8, assume_speed=1.0).known
 
 
@@ -256,3 +257,42 @@ def test_out_of_range_profile_fields_are_refused_naming_the_field(tmp_path, path
     assert result.returncode == 2
     line = error_line(result)
     assert named in line and "profile.json" in line
+
+
+# -- profiling that pays for itself -------------------------------------------------------
+
+
+def test_the_next_point_is_the_one_that_narrows_the_full_scale_prediction_most_per_second():
+    from profiler.design import ExperimentDesign
+    from profiler.runs import RunRecord
+
+    truth = lambda s, w: 0.5 + 4.0 * s / w  # noqa: E731
+    done = [RunRecord(scale=s, workers=float(w), wall_s=truth(s, w) * (1.02 if r == 2 else 1.0), repeat=r) for s in (1, 2) for w in (1, 2) for r in (1, 2)]
+    model = fit_model([r.observation(None) for r in done], full_scale=40.0)
+    design = ExperimentDesign([1, 2, 4], [1, 2], repeats=3)
+    narrowing = design.narrowing(model, done, (40.0, 2.0))
+    # A run at scale 4 says more about scale 40 than another run at scale 1 does.
+    assert narrowing(4, 2) > narrowing(2, 2) and narrowing(4, 2) > narrowing(1, 2)
+    chosen = design.next_point(done, 1000, model, (40.0, 2.0))
+
+    def per_second(s, w):
+        return narrowing(s, w) / (design.estimate_cost(s, w, done) * 1.3 + 0.3)
+
+    # Per second spent: the chosen point narrows at least as much as any other allowed one.
+    assert all(per_second(chosen.scale, chosen.workers) >= per_second(s, w) - 1e-12 for s in (1, 2, 4) for w in (1, 2))
+    # With little time left, the cheaper informative point wins or nothing is run.
+    assert design.next_point(done, 0.1, model, (40.0, 2.0)) is None
+
+
+def test_a_version_1_profile_is_read_by_refitting_its_runs(tmp_path):
+    from profiler.profile_file import load_profile
+
+    (tmp_path / "runs.csv").write_text("scale,workers,wall_s\n1,1,10\n1,2,5.2\n2,1,20\n2,2,10.3\n")
+    assert d2c("profile", "import", "runs.csv", "--host-speed", "1", cwd=tmp_path).returncode == 0
+    current = load_profile(tmp_path / "profile.json")
+    data = json.loads((tmp_path / "profile.json").read_text())
+    data["version"] = 1
+    data["model"] = {"chosen": "amdahl (s)", "bootstrap": {"seed": 1, "coefficients": [[0.0, 1.0]], "noise": [1.0]}}
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_profile(tmp_path / "old.json")
+    assert old.predictor.runtime(4.0, 8) == current.predictor.runtime(4.0, 8)

@@ -87,7 +87,7 @@ def profile(ctx: click.Context, max_time: str, output: Path, descriptor_path: Pa
 
     skipped = skipped_points(spec, runs)
     if skipped and stopped:
-        out.print(f"stopped early: {stopped[-1]}; skipped {skipped}")
+        out.print(f"skipped {skipped} — not needed: {stopped[-1]}")
     elif skipped:
         out.print(f"skipped {skipped} — the {max_time} time box ran out before them; raise --max-time to measure them")
 
