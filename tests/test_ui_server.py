@@ -155,7 +155,10 @@ def test_spend_is_the_watchdogs_and_the_stop_line_keeps_its_reserve(ui_project):
     view = run_view(record, journal, now=now)
     hourly = sum(h.price_usd_h for h in view.hosts if h.state == "running")
     assert view.spent_usd == pytest.approx(sum(h.cost_usd for h in view.hosts)), "no EBS or egress journaled: the hosts' billing alone"
-    assert view.reserve_usd == pytest.approx(hourly * DEFAULT_RESERVE_S / 3600 + record.details["output_gb"] * BillingRules().egress_usd_gb)
+    rules = BillingRules().for_region(record.region)
+    public = [r for r in journal.resources(record.run_id, "instance") if r.live and r.details.get("public_address")]
+    fleet_hourly = hourly + len(public) * rules.ipv4_usd_h
+    assert view.reserve_usd == pytest.approx(fleet_hourly * DEFAULT_RESERVE_S / 3600 + record.details["output_gb"] * rules.egress_rate)
     assert view.stop_line_usd == pytest.approx(record.budget_usd - view.reserve_usd)
     spends = [usd for _, usd in view.series]
     assert spends == sorted(spends), "spend never goes down"

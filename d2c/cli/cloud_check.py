@@ -7,7 +7,7 @@
   (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Region.html);
 * vCPU quotas against the plan: the plan's vCPUs per market against the Service Quotas values
   ``L-1216C47A`` (Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances, counted in
-  vCPUs) and ``L-34B43A08`` (All Standard Spot Instance Requests), read as planner.catalog_api
+  vCPUs) and ``L-34B43A08`` (All Standard Spot Instance Requests), read as planner.catalog.api
   reads them (https://docs.aws.amazon.com/cli/latest/userguide/cli_service-quotas_code_examples.html);
   the quota bounds everything running in the region, so instances already running count against it;
 * the caller's address, the only source SSH is opened to (executor.providers.aws.caller_cidr);
@@ -89,7 +89,7 @@ def check_region(client_factory: ClientFactory, region: str) -> CheckResult:
 def check_quotas(client_factory: ClientFactory, region: str, needs: dict[str, float] | None, plan_label: str) -> CheckResult:
     from botocore.exceptions import BotoCoreError
 
-    from planner.catalog_api import vcpu_quotas
+    from planner.catalog.api import vcpu_quotas
 
     try:
         quotas = vcpu_quotas(client_factory("service-quotas", region))

@@ -184,6 +184,13 @@ def plan_rows(plan) -> list[tuple[str, ...]]:
     return rows
 
 
+BREAKDOWN_LABELS = {
+    "compute": "compute", "ebs": "EBS root volumes", "public_ipv4": "public IPv4", "egress": "egress",
+    "snapshots": "image snapshots", "cpu_credits": "CPU credits",
+}
+"""How the table names each item of a plan's cost breakdown (planner.billing.CostBreakdown)."""
+
+
 def _print_table(plans, budget: float) -> None:
     from rich import box
     from rich.table import Table
@@ -208,7 +215,7 @@ def _print_table(plans, budget: float) -> None:
     out.print("* on the cost/time frontier")
     first = plans.plans[0].breakdown if plans.plans else None
     if first is not None:
-        items = ", ".join(f"{name.replace('_', ' ')} ${usd:,.4f}" for name, usd in first.to_dict().items() if usd)
+        items = ", ".join(f"{BREAKDOWN_LABELS[name]} ${usd:,.4f}" for name, usd in first.to_dict().items() if usd)
         out.print(f"plan #1 costs {_money(first.total)} at p50: {items}", overflow="fold")
 
 

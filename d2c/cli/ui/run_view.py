@@ -13,7 +13,6 @@ public IPv4 addresses, they are passed as the orchestrator passes them.
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,15 +86,11 @@ class RunView:
 
 
 def billing_options(record: RunRecord, journal: Journal) -> dict[str, Any]:
-    """The watchdog's regional rates and public addresses, where this version of it takes them."""
-    accepted = inspect.signature(Watchdog).parameters
-    options: dict[str, Any] = {}
-    rules = BillingRules()
-    if "rules" in accepted and hasattr(rules, "for_region"):
-        options["rules"] = rules.for_region(record.region)
-    if "public_ipv4" in accepted:
-        options["public_ipv4"] = {r.resource_id for r in journal.resources(record.run_id, "instance") if r.details.get("public_address")}
-    return options
+    """The watchdog's regional rates and the hosts holding a public address, as the controller sets them."""
+    return {
+        "rules": BillingRules().for_region(record.region),
+        "public_ipv4": {r.resource_id for r in journal.resources(record.run_id, "instance") if r.details.get("public_address")},
+    }
 
 
 def watchdog_for(record: RunRecord, machines: list[Machine], *, clock, ended: dict[str, float], options: dict[str, Any]) -> Watchdog:
