@@ -28,8 +28,8 @@ from executor.image import importer
 pytestmark = [
     pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400),
     # The import, upload, launch and rebuild from the snapshot's blocks work; the guest booted in the
-    # instance's namespace has not yet answered SSH here (its serial console stays empty: the QEMU
-    # started by the hypervisor thread does not get past the firmware on this TCG-only host).
+    # instance's namespace has not yet answered SSH here within 15 minutes (its serial console stays
+    # empty; the cause is not diagnosed yet).
     pytest.mark.skipif(not os.environ.get("D2C_GUEST_JOURNEY"), reason="set D2C_GUEST_JOURNEY=1 to run: the guest in the namespace does not answer SSH yet"),
 ]
 
