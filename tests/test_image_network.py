@@ -139,3 +139,13 @@ def test_a_networkd_unit_matching_enp0s3_matches_any_e_name_with_dhcp(vm_image, 
     assert item.status == "fix" and "systemd-networkd 10-enp0s3.network" in item.reason
     fs = inspect_disk(prepare_image(ova, tmp_path).raw).fs
     assert fs.read_text("/etc/systemd/network/10-enp0s3.network") == "[Match]\nName=e*\n\n[Network]\nDHCP=ipv4\n"
+
+
+def test_an_allow_hotplug_pattern_becomes_auto(vm_image, tmp_path):
+    interfaces = "auto lo\niface lo inet loopback\n\nallow-hotplug /e*/1=primary\niface primary inet dhcp\n"
+    guest = Guest(netplan_static=False, extra_files=(("etc/network/interfaces", interfaces), ("usr/sbin/ifup", ""), ("usr/sbin/dhclient", "")))
+    ova = vm_image("hotplug-pattern", guest=guest)
+    item = _items(check_image(ova))["network (DHCP)"]
+    assert item.status == "fix" and "on hotplug only" in item.reason
+    fs = inspect_disk(prepare_image(ova, tmp_path).raw).fs
+    assert fs.read_text("/etc/network/interfaces") == "auto lo\niface lo inet loopback\n\nauto /e*/1=primary\niface primary inet dhcp\n"

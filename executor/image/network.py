@@ -148,8 +148,7 @@ def _ifupdown(fs: ExtFilesystem) -> _Found | None:
     for path, text in files.items():
         after, names = _unbind_ifupdown(text, logical)
         removed += [n for n in names if n not in removed]
-        if re.search(rf"^\s*iface\s+({'|'.join(map(re.escape, logical))})\s+inet\s+dhcp\b", after, re.MULTILINE) if logical else False:
-            dhcp = True
+        dhcp = dhcp or _takes_dhcp(after, logical)
         if after != text:
             edits.append([path, text, after])
     if not dhcp and (removed or fs.exists("/sbin/ifup") or fs.exists("/usr/sbin/ifup")):
@@ -160,9 +159,19 @@ def _ifupdown(fs: ExtFilesystem) -> _Found | None:
         dhcp = True
     if not edits:
         return _Found("ifupdown", (), dhcp, ("ifupdown takes DHCP on the first interface by pattern",) if dhcp else ())
-    note = f"ifupdown binds {', '.join(removed)}" if removed else "ifupdown configures no interface besides lo"
+    if removed:
+        note = f"ifupdown binds {', '.join(removed)}"
+    elif logical:
+        note = "ifupdown brings its pattern up on hotplug only, where names are matched literally"
+    else:
+        note = "ifupdown configures no interface besides lo"
     reason = f"{_WHY}; {note}"
     return _Found("ifupdown", tuple(Edit(p, b, a, reason) for p, b, a in edits), dhcp, (note + " (/etc/network/interfaces)",))
+
+
+def _takes_dhcp(text: str, logical: set[str]) -> bool:
+    """True when ``text`` has a DHCP stanza for a logical interface that an ``auto`` pattern brings up."""
+    return any(re.search(rf"^\s*iface\s+{re.escape(name)}\s+inet\s+dhcp\b", text, re.MULTILINE) for name in logical)
 
 
 def _append(text: str, block: str) -> str:
@@ -182,9 +191,11 @@ def _unbind_ifupdown(text: str, logical: set[str]) -> tuple[str, list[str]]:
             names = [n for n in fields[1:] if n == "lo" or n.startswith("/")]
             dropped = [n for n in fields[1:] if n not in names]
             removed += [n for n in dropped if n not in removed]
-            if dropped:
+            # The hotplug path looks names up literally, so only "auto" brings a pattern up.
+            start = "auto" if any(n.startswith("/") for n in names) else fields[0]
+            if dropped or start != fields[0]:
                 if names:
-                    out.append(f"{fields[0]} {' '.join(names)}\n")
+                    out.append(f"{start} {' '.join(names)}\n")
                 continue
         elif len(fields) >= 2 and fields[0] == "iface" and fields[1] != "lo" and fields[1] not in logical:
             if fields[1] not in removed:
