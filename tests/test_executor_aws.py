@@ -96,7 +96,8 @@ def _start(orchestrator: Orchestrator, project: Path):
 SCRIPT_APP = {
     "job.sh": "#!/bin/bash\nmkdir -p out\nhostname -I > out/address.txt\ncat \"$D2C_HOSTS\" > out/hosts\necho line one\necho result $((6 * 7)) > out/answer.txt\nexit ${JOB_STATUS:-0}\n",
     "hang.sh": "#!/bin/bash\nmkdir -p out\necho started > out/started.txt\nsleep 60\n",
-    "wait.sh": "#!/bin/bash\nmkdir -p out\nsleep 5\ncp \"$D2C_HOSTS\" out/hosts\n",
+    # Waits (up to 20 s, whatever the machine's load) for the cluster files to name a replacement.
+    "wait.sh": "#!/bin/bash\nmkdir -p out\nfor i in $(seq 100); do sleep 0.2; grep -q worker-2 \"$D2C_HOSTS\" && break; done\ncp \"$D2C_HOSTS\" out/hosts\n",
 }
 
 
