@@ -19,7 +19,7 @@ _CONNECT_HELP = "reach instances at their public or private address (private: on
 
 def _provider(
     name: str, *, region: str, connect: str | None, ssh_from: str | None, subnet: str | None, ssh_timeout: float | None = None,
-    scheduler_role: str | None = None, kms_key: str | None = None,
+    scheduler_role: str | None = None, kms_key: str | None = None, boot_test: bool = True,
 ):
     if name == "local":
         from executor.providers.local import LocalProvider
@@ -37,6 +37,7 @@ def _provider(
         subnet_id=subnet or os.environ.get("D2C_SUBNET"),
         scheduler_role=scheduler_role or os.environ.get("D2C_SCHEDULER_ROLE"),
         kms_key=kms_key,
+        boot_test=boot_test,
         **options,
     )
 
@@ -149,8 +150,9 @@ def _finish(result) -> None:
 @click.option("--detach", is_flag=True, help="run in the background: print the run id and return ('d2c logs RUN -f', 'd2c status', 'd2c down RUN' follow it)")
 @click.option("--deadman", default=None, metavar="DURATION", help="power every host off this long after boot at the latest (default: what the budget and deadline allow)")
 @click.option("--kms-key", default=None, metavar="KEY", help="KMS key (id or ARN) for the encrypted root volumes (default: the account's EBS default key)")
+@click.option("--no-boot-test", is_flag=True, help="upload VM images without first booting them under QEMU as EC2 presents them")
 @click.option("--scheduler-role", default=None, metavar="ARN", help="IAM role EventBridge Scheduler assumes to terminate the run's instances at its bound (default: the role d2c-scheduler, if any; env D2C_SCHEDULER_ROLE)")
-def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, allow_concurrent, detach, deadman, kms_key, scheduler_role):
+def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback, allow_concurrent, detach, deadman, kms_key, no_boot_test, scheduler_role):
     """Carry out a plan: provision, upload, run the master, fetch outputs, tear down.
 
     Every input (descriptor, plans.json, the plan against the descriptor) is checked before
@@ -170,7 +172,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         plan = planset.plan(record.plan_rank)
         check_run_input(descriptor, planset, plan, plans_path=Path(record.plans_file), provider=record.provider)
         deadman_s = _deadman_seconds(deadman, plan)
-        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
+        chosen = _provider(record.provider, region=record.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key, boot_test=not no_boot_test)
         profile = profile_path or record.details.get("profile")
         _check_not_followed(record)
         allow_concurrent = bool(record.details.get("per_run_outputs"))
@@ -180,7 +182,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         plan = planset.plan(plan_rank)
         check_run_input(descriptor, planset, plan, plans_path=plans_path, provider=provider)
         deadman_s = _deadman_seconds(deadman, plan)
-        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
+        chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key, boot_test=not no_boot_test)
         profile = profile_path or (descriptor.project_dir / "profile.json")
         if provider == "aws":
             from d2c.aws import have_credentials
@@ -188,7 +190,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
             if not have_credentials():
                 raise UsageError("no AWS credentials found; run 'aws configure' or set AWS_ACCESS_KEY_ID, or rehearse with --provider local")
             plan = _plan_within_quotas(planset, plan, fallback)
-            chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key)
+            chosen = _provider(provider, region=plan.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key, boot_test=not no_boot_test)
         if provider == "aws" and not yes:
             question = f"Launch {plan.instance_count} instance(s) in {plan.region} at ${plan.hourly_usd:.3f}/h, budget ${planset.budget_usd:.2f}?"
             if not sys.stdin.isatty():
@@ -205,6 +207,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
         release_run_lock()
         args = _detached_args(plan_rank, plans_path, descriptor_path, provider, resume_id, connect, ssh_from, subnet, profile_path, ssh_timeout, poll, fallback)
         args += [arg for flag, value in (("--deadman", deadman), ("--kms-key", kms_key), ("--scheduler-role", scheduler_role)) if value for arg in (flag, value)]
+        args += ["--no-boot-test"] if no_boot_test else []
         detach_run(journal, args + (["--allow-concurrent"] if allow_concurrent else []))
         return
     with _display(planset, plan, settings, chosen.simulated, journal.run(resume_id) if resume_id else None) as ui:
@@ -218,7 +221,7 @@ def run_cmd(plan_rank, plans_path, descriptor_path, provider, yes, resume_id, co
                 planset,
                 plan,
                 plans_path=plans_path,
-                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key),
+                provider_for=lambda p: _provider(provider, region=p.region, connect=connect, ssh_from=ssh_from, subnet=subnet, ssh_timeout=ssh_timeout, scheduler_role=scheduler_role, kms_key=kms_key, boot_test=not no_boot_test),
                 fallback=fallback,
                 per_run_outputs=allow_concurrent,
             )

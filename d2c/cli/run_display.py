@@ -308,4 +308,4 @@ def rehearsal_line(record) -> str | None:
     here = profile.predictor.runtime(scale, workers, host_memory_mb=profile.host.memory_mb, workers_per_host=workers)
     wall = float(details["master_ended_at"]) - float(details["master_started_at"])
     return (f"on this machine the app took {wall:.1f} s; the profile predicts p50 {here.p50:.1f} s, p90 {here.p90:.1f} s "
-            f"here at scale {scale:g} with {workers} workers (the plan's times are for its cloud types)")
+            f"here at scale {scale:g} with {workers} worker{'s' if workers != 1 else ''} (the plan's times are for its cloud types)")

@@ -186,6 +186,7 @@ class AwsProvider:
         use_scheduler: bool = True,
         base_image: str = "ubuntu-24.04",
         kms_key: str | None = None,
+        boot_test: bool = True,
         running_timeout_s: float = 600.0,
         ssh_timeout_s: float = 300.0,
         terminate_timeout_s: float = 600.0,
@@ -201,6 +202,8 @@ class AwsProvider:
         self.use_scheduler = use_scheduler
         self.base_image = base_image
         self.kms_key = kms_key
+        self.boot_test = boot_test
+        """Boot every VM image under QEMU before uploading it (``d2c run --no-boot-test`` skips it)."""
         self.running_timeout_s = running_timeout_s
         self.ssh_timeout_s = ssh_timeout_s
         self.terminate_timeout_s = terminate_timeout_s
@@ -548,6 +551,8 @@ class AwsProvider:
                     run_id=request.run_id,
                     vm=role.vm,
                     deadman_s=request.deadman_minutes * 60,
+                    boot_test=self.boot_test,
+                    private_key=request.run_dir / KEY_FILE,
                 )
         return images
 
