@@ -337,6 +337,8 @@ class Orchestrator:
             region=run.plan.region,
             allocations=run.plan.roles,
             roles={role.name: role for role in run.descriptor.roles},
+            base_image=run.descriptor.base_image,
+            placement=run.descriptor.placement,
             deadman_minutes=minutes,
             progress=self.ui.progress,
         )
@@ -586,6 +588,8 @@ class Orchestrator:
             region=run.plan.region,
             allocations=tuple(replace(a, count=counts[a.role]) for a in run.plan.roles if a.role in counts),
             roles={role.name: role for role in run.descriptor.roles},
+            base_image=run.descriptor.base_image,
+            placement=run.descriptor.placement,
             deadman_minutes=self._deadman(
                 run,
                 budget_usd=record.budget_usd - spent,
