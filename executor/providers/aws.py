@@ -183,10 +183,9 @@ def _tags(run_id: str, role: str | None, name: str) -> list[dict[str, str]]:
     return tags
 
 
-def check_spread(request: ProvisionRequest) -> None:
+def check_spread(placement: str, hosts: int) -> None:
     """Refuse a spread placement of more hosts than one zone's spread group runs (module docstring)."""
-    hosts = sum(a.count for a in request.allocations)
-    if request.placement == "spread" and hosts > SPREAD_MAX_PER_ZONE:
+    if placement == "spread" and hosts > SPREAD_MAX_PER_ZONE:
         raise UsageError(
             f"placement: spread holds at most {SPREAD_MAX_PER_ZONE} running instances per Availability Zone and the plan has {hosts}; "
             "use 'placement: cluster' or 'none', or a plan with fewer hosts"
@@ -250,7 +249,6 @@ class AwsProvider:
     def provision(self, request: ProvisionRequest, journal: Journal) -> list[Machine]:
         """Key pair, security group, zone, instances, schedule; then wait for them to run and answer SSH."""
         run_id = request.run_id
-        check_spread(request)
         key_name = self._key_pair(request, journal)
         group_id = self._security_group(request, journal)
         images = self._images(request)
