@@ -266,3 +266,30 @@ def test_a_spread_plan_beyond_seven_hosts_per_zone_is_refused_before_launch(aws,
     with pytest.raises(UsageError, match=r"placement: spread holds at most 7 running instances per Availability Zone and the plan has 8"):
         _start(Orchestrator(open_journal(), provider, settings=FAST), project)
     assert "RunInstances" not in calls and "CreateKeyPair" not in calls and "ImportKeyPair" not in calls, calls
+
+
+def test_a_caller_whose_address_moved_is_let_in_again_and_the_old_address_revoked(aws, monkeypatch):
+    """The caller's address is what checkip.amazonaws.com answers; the test answers it instead (no traffic leaves)."""
+    import executor.providers.aws as aws_provider
+    from types import SimpleNamespace
+
+    journal = open_journal()
+    addresses = iter(["192.0.2.1/32", "198.51.100.7/32"])
+    monkeypatch.setattr(aws_provider, "caller_cidr", lambda override=None: override or next(addresses))
+    monkeypatch.delenv("D2C_SSH_FROM", raising=False)
+    provider = AwsProvider(region="us-east-1")
+    group_id = provider._security_group(SimpleNamespace(run_id="r-moved"), journal)
+
+    def ssh_ranges():
+        [group] = client("ec2", "us-east-1").describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+        return [r["CidrIp"] for p in group["IpPermissions"] if p.get("FromPort") == 22 for r in p.get("IpRanges", [])]
+
+    assert ssh_ranges() == ["192.0.2.1/32"]
+    assert provider.refresh_access("r-moved", journal) == (
+        "your address changed from 192.0.2.1/32 to 198.51.100.7/32; SSH to the run's hosts is now allowed from 198.51.100.7/32 only"
+    )
+    assert ssh_ranges() == ["198.51.100.7/32"]
+    monkeypatch.setattr(aws_provider, "caller_cidr", lambda override=None: "198.51.100.7/32")
+    assert provider.refresh_access("r-moved", journal) is None, "an unchanged address changes nothing"
+    assert AwsProvider(region="us-east-1", ssh_from="203.0.113.9/32").refresh_access("r-moved", journal) is None, "--ssh-from is kept"
+    assert ssh_ranges() == ["198.51.100.7/32"]

@@ -565,6 +565,36 @@ class AwsProvider:
             )
         return group_id
 
+    def refresh_access(self, run_id: str, journal: Journal) -> str | None:
+        """Let SSH in from the caller's current address when it changed since launch (a desktop on a new
+        network or a renewed DHCP lease), revoking the old one; what changed, or None.
+
+        An address the user fixed (``--ssh-from`` / ``D2C_SSH_FROM``) is kept, and so is the rule when
+        the address cannot be looked up now (the network is down for that too). Rules are added and
+        removed with AuthorizeSecurityGroupIngress / RevokeSecurityGroupIngress
+        (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AuthorizeSecurityGroupIngress.html,
+        https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RevokeSecurityGroupIngress.html).
+        """
+        if self.ssh_from or os.environ.get("D2C_SSH_FROM"):
+            return None
+        groups = journal.resources(run_id, "security_group", live_only=True)
+        if not groups:
+            return None
+        group = groups[0]
+        old = group.details.get("ssh_from")
+        try:
+            new = caller_cidr()
+        except UsageError:
+            return None
+        if new == old:
+            return None
+        with aws_errors(f"letting SSH in from {new}"):
+            self.ec2.authorize_security_group_ingress(GroupId=group.resource_id, IpPermissions=[ssh_rule(new)])
+            journal.update_resource(run_id, "security_group", group.resource_id, {"ssh_from": new})
+            if old:
+                self.ec2.revoke_security_group_ingress(GroupId=group.resource_id, IpPermissions=[ssh_rule(old)])
+        return f"your address changed from {old} to {new}; SSH to the run's hosts is now allowed from {new} only"
+
     def _vpc_id(self) -> str:
         if self.subnet_id:
             subnets = self.ec2.describe_subnets(SubnetIds=[self.subnet_id])["Subnets"]
