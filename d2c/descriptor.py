@@ -25,6 +25,8 @@ Every problem found is reported as one line naming the file, the field and the f
     env: {OMP_NUM_THREADS: "1"}  # variables the app's commands see, on every host
     exclude: ["*.png", "plans.json"]   # not uploaded (gitignore syntax, besides .d2cignore)
     balance: dynamic             # how the app shares work: static (default) or dynamic
+    base_image: ubuntu-24.04     # what folder apps boot: ubuntu-24.04 (default), ubuntu-22.04, debian-12, ami-...
+    placement: none              # EC2 placement group: cluster, spread or none (default: see below)
 
 Names that reach a remote shell (the work folder, remote paths, login users) are held to a safe
 alphabet: a newline, ``;``, ``$`` or a quote there would end the quoted word d2c builds around
@@ -33,6 +35,9 @@ them, or turn one path into two commands, on a host that runs as the user.
 ``balance``: ``static`` (the default) for a fixed split of the work among ranks, as most MPI codes
 do, where the slowest rank sets the pace; ``dynamic`` for a work queue or process pool, where
 faster workers take more of the work. The planner prices fleets accordingly.
+
+``placement``: by default ``cluster`` when the master drives its workers (a non-master role with
+no ``command`` and a count above 0, as MPI ranks started by ``mpirun``), ``none`` otherwise.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ MAX_COUNT = 1000
 DEFAULT_WORKDIR = "d2c-work"
 DEFAULT_USER = "ubuntu"
 
-_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env", "exclude", "balance")
+_TOP_KEYS = ("name", "workdir", "roles", "inputs", "outputs", "profile", "desktop", "done_file", "env", "exclude", "balance",
+             "base_image", "placement")
 BALANCES = ("static", "dynamic")
 DEFAULT_BALANCE = "static"
 BALANCE_MEANING = {
@@ -60,6 +66,10 @@ BALANCE_MEANING = {
     "dynamic": "dynamic: a work queue, so plans may mix families, priced at their summed speed",
 }
 """What each ``balance`` means for plans, as ``check`` and ``recommend`` say it."""
+BASE_IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
+"""The stock images a folder app may boot, besides an AMI id (the first is the default)."""
+_AMI_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+PLACEMENTS = ("cluster", "spread", "none")
 _ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
@@ -155,6 +165,10 @@ class Descriptor:
     """Files of app folders not to upload, in gitignore syntax (besides each folder's ``.d2cignore``)."""
     balance: str = DEFAULT_BALANCE
     """``static`` (the slowest rank sets the pace) or ``dynamic`` (a work queue)."""
+    base_image: str = BASE_IMAGES[0]
+    """What folder apps boot: one of ``BASE_IMAGES`` or an AMI id."""
+    placement: str = "none"
+    """``cluster``, ``spread`` or ``none``: the EC2 placement group strategy of the run's hosts."""
 
     @property
     def project_dir(self) -> Path:
@@ -319,6 +333,12 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
     balance = check.string(top.get("balance", DEFAULT_BALANCE), "balance")
     if balance not in BALANCES:
         raise check.fail("balance", f"{balance!r} must be 'static' (a fixed split among ranks, e.g. MPI) or 'dynamic' (a work queue)")
+    base_image = check.string(top.get("base_image", BASE_IMAGES[0]), "base_image")
+    if base_image not in BASE_IMAGES and not _AMI_RE.match(base_image):
+        raise check.fail("base_image", f"{base_image!r} must be one of {', '.join(BASE_IMAGES)} or an AMI id like ami-0123456789abcdef0")
+    placement = check.string(top.get("placement", default_placement(roles)), "placement")
+    if placement not in PLACEMENTS:
+        raise check.fail("placement", f"{placement!r} must be 'cluster' (one rack, lowest latency, for MPI), 'spread' (distinct hardware) or 'none'")
     return Descriptor(
         path=path,
         name=name,
@@ -332,7 +352,17 @@ def parse_descriptor(raw: Any, path: Path) -> Descriptor:
         env=env,
         exclude=exclude,
         balance=balance,
+        base_image=base_image,
+        placement=placement,
     )
+
+
+def default_placement(roles: tuple[Role, ...]) -> str:
+    """``cluster`` when the master drives its workers (a worker role with no command of its own and
+    hosts to run on, as MPI's ranks started by ``mpirun``); ``none`` otherwise (workers that run
+    their own command talk to the master rarely enough that rack locality buys nothing)."""
+    driven = any(not role.master and role.command is None and (role.count is None or role.count > 0) for role in roles)
+    return "cluster" if driven else "none"
 
 
 def _env(check: _Checker, value: Any) -> tuple[tuple[str, str], ...]:

@@ -337,6 +337,8 @@ class Orchestrator:
             region=run.plan.region,
             allocations=run.plan.roles,
             roles={role.name: role for role in run.descriptor.roles},
+            base_image=run.descriptor.base_image,
+            placement=run.descriptor.placement,
             deadman_minutes=minutes,
             progress=self.ui.progress,
         )
@@ -485,6 +487,8 @@ class Orchestrator:
                         raise
                     except HostError as exc:
                         now = self.clock()
+                        if unreachable_since is None:
+                            self._refresh_access(run)
                         unreachable_since = unreachable_since or now
                         if now - unreachable_since >= self.settings.unreachable_s:
                             raise WorkError(f"lost contact with the master {master.name} for {now - unreachable_since:.0f} s ({exc})") from None
@@ -564,6 +568,20 @@ class Orchestrator:
         self._note(run, "replacing", f"spot host(s) {names} were interrupted; launching replacements (the run should stay within about ${needed:.2f} of the ${run.watchdog.budget_usd:.2f} budget)")
         self._replace(run, lost)
 
+    def _refresh_access(self, run: _Run) -> None:
+        """Before counting an unanswering host as lost: open SSH to the caller's new address, if it moved
+        (providers whose security rules name the caller's address have ``refresh_access``)."""
+        refresh = getattr(self.provider, "refresh_access", None)
+        if refresh is None:
+            return
+        try:
+            changed = refresh(run.run_id, self.journal)
+        except D2CError as exc:
+            self.ui.note(f"could not update the SSH rule for your address ({exc.message})")
+            return
+        if changed:
+            self._note(run, "access", changed)
+
     def _cost_with_replacements(self, run: _Run, lost: list[Machine], now: float) -> float:
         """Spend so far plus the fleet, replacements included, until the plan's p90 time and the reserve."""
         started = float(self.journal.run(run.run_id).details.get("master_started_at", now))
@@ -586,6 +604,8 @@ class Orchestrator:
             region=run.plan.region,
             allocations=tuple(replace(a, count=counts[a.role]) for a in run.plan.roles if a.role in counts),
             roles={role.name: role for role in run.descriptor.roles},
+            base_image=run.descriptor.base_image,
+            placement=run.descriptor.placement,
             deadman_minutes=self._deadman(
                 run,
                 budget_usd=record.budget_usd - spent,

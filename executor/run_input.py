@@ -48,6 +48,10 @@ def check_plan_matches(descriptor: Descriptor, planset: PlanSet, plan: Plan, pla
 def check_run_input(descriptor: Descriptor, planset: PlanSet, plan: Plan, *, plans_path: Path, provider: str) -> None:
     """Everything a run's input must pass before anything of the run is created (UsageError)."""
     check_plan_matches(descriptor, planset, plan, plans_path)
+    if provider == "aws":
+        from executor.providers.aws import check_spread
+
+        check_spread(descriptor.placement, plan.instance_count)
     if provider != "local":
         return
     for allocation in plan.roles:

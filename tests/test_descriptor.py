@@ -114,6 +114,9 @@ MALFORMED = [
     ("desktop-port-0", _edit("'ssh://alice@vmhost:2222'", "'ssh://alice@vmhost:0'"), "desktop.host", "has a bad port"),
     ("vm-without-appliance", _edit("    user: researcher\n", "    user: researcher\n    vm: worker-vm\n"), "roles[1].vm",
      "is not an .ova or .ovf"),
+    ("bad-base-image", VALID + "base_image: ubuntu-20.04\n", "base_image", "must be one of ubuntu-24.04, ubuntu-22.04, debian-12 or an AMI id"),
+    ("bad-ami-id", VALID + "base_image: ami-12\n", "base_image", "or an AMI id like ami-0123456789abcdef0"),
+    ("bad-placement", VALID + "placement: partition\n", "placement", "must be 'cluster'"),
     ("deeply-nested", "name: demo\nroles: " + "[" * 3000 + "]" * 3000 + "\n", "", "fix the YAML"),
 ]
 
@@ -206,6 +209,21 @@ def test_defaults_and_normalised_remote_paths(project: Path):
     assert d.roles[0].master and d.roles[0].count == 1 and d.roles[0].user == "ubuntu"
     assert [t.remote for t in d.outputs] == ["out", "logs"]
     assert d.profile is None and d.desktop.kind == "local"
+
+
+def test_base_image_and_placement(project: Path):
+    """MPI-like apps (a worker role without a command, driven by the master) default to a cluster placement."""
+    (project / "d2c.yaml").write_text(VALID)
+    d = load_descriptor(project)
+    assert (d.base_image, d.placement) == ("ubuntu-24.04", "cluster")
+    (project / "d2c.yaml").write_text(VALID + "base_image: ami-0123456789abcdef0\nplacement: spread\n")
+    d = load_descriptor(project)
+    assert (d.base_image, d.placement) == ("ami-0123456789abcdef0", "spread")
+    (project / "d2c.yaml").write_text(_edit("    count: auto\n", "    command: python3 worker.py\n    count: auto\n") + "base_image: debian-12\n")
+    d = load_descriptor(project)
+    assert (d.base_image, d.placement) == ("debian-12", "none"), "workers running their own command are not packed"
+    (project / "d2c.yaml").write_text("name: solo\nroles:\n  - {name: master, image: app, command: ./run}\n")
+    assert load_descriptor(project).placement == "none"
 
 
 def test_role_lookup_names_the_roles(project: Path):

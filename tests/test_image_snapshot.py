@@ -171,6 +171,16 @@ def test_registered_amis_carry_their_tags(aws):
     assert {"Key": "d2c:digest", "Value": "d1"} in image["Tags"]
 
 
+def test_registered_amis_are_imdsv2_only(aws):
+    """moto accepts ImdsSupport but does not keep it (describe_images leaves it out), so the request is read as sent."""
+    ec2 = aws_client("ec2")
+    sent: dict = {}
+    ec2.meta.events.register("before-parameter-build.ec2.RegisterImage", lambda params, **_: sent.update(params))
+    ami = _register(ec2, _snapshot(ec2))
+    assert sent["ImdsSupport"] == "v2.0"
+    assert ec2.describe_images(ImageIds=[ami])["Images"][0]["ImageId"] == ami
+
+
 def test_a_failed_tagging_removes_the_ami_and_then_the_snapshot(aws):
     from botocore.exceptions import ClientError
 

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from d2c.aws import client
 from executor.journal import open_journal
 from executor.orchestrator import Orchestrator, RunSettings
+from d2c.errors import WorkError
 from executor.providers.aws import BASE_IMAGE_PARAMETERS, AwsProvider
 from tests.fixtures.executor import write_plans
 from tests.test_executor_aws import NOTHING, _project, _start, leftovers
@@ -76,24 +77,52 @@ def test_an_ipv6_caller_is_let_in_through_ipv6_ranges(aws, tmp_path):
 
 
 def test_the_base_image_comes_from_its_ssm_public_parameter(aws):
-    """moto refuses to store names under /aws/ (as AWS does), so SSM is stubbed with GetParameter's documented response."""
-    provider = AwsProvider(region="us-east-1", base_image="ubuntu-24.04")
-    name = "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id"
-    assert BASE_IMAGE_PARAMETERS["ubuntu-24.04"].format(arch="arm64") == name
-    with Stubber(provider.ssm) as ssm:
-        ssm.add_response(
-            "get_parameter",
-            {"Parameter": {"Name": name, "Type": "String", "Value": "ami-0abc1234def567890", "Version": 87, "DataType": "aws:ec2:image"}},
-            {"Name": name},
-        )
-        assert provider._base_ami("arm64") == "ami-0abc1234def567890"
+    """moto refuses to store names under /aws/ (as AWS does), so SSM is stubbed with GetParameter's documented response;
+    the Stubber's expected parameters check the name asked for each base image."""
+    provider = AwsProvider(region="us-east-1")
+    cases = [
+        ("ubuntu-24.04", "arm64", "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id"),
+        ("ubuntu-22.04", "x86_64", "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp3/ami-id"),
+        ("debian-12", "arm64", "/aws/service/debian/release/12/latest/arm64"),
+    ]
+    for base_image, arch, name in cases:
+        with Stubber(provider.ssm) as ssm:
+            ssm.add_response(
+                "get_parameter",
+                {"Parameter": {"Name": name, "Type": "String", "Value": "ami-0abc1234def567890", "Version": 87, "DataType": "aws:ec2:image"}},
+                {"Name": name},
+            )
+            assert provider._base_ami(base_image, arch) == "ami-0abc1234def567890"
+            ssm.assert_no_pending_responses()
     # Where the parameter is missing, only an LTS release is taken (moto holds 14.04 and 16.04).
     with Stubber(provider.ssm) as ssm:
         ssm.add_client_error("get_parameter", service_error_code="ParameterNotFound", http_status_code=400)
-        chosen = provider._base_ami("x86_64")
+        chosen = provider._base_ami("ubuntu-24.04", "x86_64")
     names = {i["ImageId"]: i["Name"] for i in client("ec2", "us-east-1").describe_images(Owners=["099720109477"])["Images"]}
     assert "16.04" in names[chosen]
-    assert AwsProvider(region="us-east-1", base_image="ami-0123456789abcdef0")._base_ami("x86_64") == "ami-0123456789abcdef0"
+    # Debian has no such fallback: the user is told to name an AMI.
+    with Stubber(provider.ssm) as ssm:
+        ssm.add_client_error("get_parameter", service_error_code="ParameterNotFound", http_status_code=400)
+        with pytest.raises(WorkError, match="give base_image an AMI id"):
+            provider._base_ami("debian-12", "x86_64")
+    assert provider._base_ami("ami-0123456789abcdef0", "x86_64") == "ami-0123456789abcdef0"
+
+
+def test_the_descriptors_base_image_reaches_the_lookup(aws, tmp_path):
+    """A folder app whose descriptor says debian-12 asks SSM for Debian's parameter (stubbed as above)."""
+    project = _project(tmp_path, "./job.sh", [("master", 1, 1)])
+    (project / "d2c.yaml").write_text((project / "d2c.yaml").read_text() + "base_image: debian-12\n")
+    provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", ssh_timeout_s=1, poll_s=0.1)
+    name = BASE_IMAGE_PARAMETERS["debian-12"].format(arch="amd64")
+    ami = client("ec2", "us-east-1").describe_images(Owners=["099720109477"])["Images"][0]["ImageId"]
+    with Stubber(provider.ssm) as ssm:
+        ssm.add_response("get_parameter", {"Parameter": {"Name": name, "Type": "String", "Value": ami, "Version": 3, "DataType": "aws:ec2:image"}}, {"Name": name})
+        result = _start(Orchestrator(open_journal(), provider, settings=FAST), project)
+    assert "did not answer SSH" in result.message, result.message
+    [instance] = open_journal().resources(result.run_id, "instance")
+    launched = client("ec2", "us-east-1").describe_instances(InstanceIds=[instance.resource_id])["Reservations"][0]["Instances"][0]
+    assert launched["ImageId"] == ami
+    assert leftovers(result.run_id) == NOTHING
 
 
 def test_a_missing_aws_profile_is_bad_input_in_one_line(aws, tmp_path):
@@ -160,3 +189,107 @@ def test_a_quota_too_small_is_refused_before_anything_launches(aws, tmp_path, mo
     assert "your quota is 8 (L-1216C47A)" in error and "--quota-code L-1216C47A --desired-value 10" in error
     assert open_journal().runs() == []
     assert client("ec2", "us-east-1").describe_instances()["Reservations"] == [], "no run_instances call was made"
+
+
+def _answer(provider: AwsProvider, operation: str, response: dict, sent: list[dict]) -> None:
+    """Answer ``operation`` on the provider's EC2 client with ``response``, recording each request in ``sent``."""
+
+    def build(params, **_):
+        sent.append(dict(params))
+
+    def reply(**_):
+        return type("Response", (), {"status_code": 200, "headers": {}, "text": "", "content": b""})(), {**response, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    provider.ec2.meta.events.register(f"before-parameter-build.ec2.{operation}", build)
+    provider.ec2.meta.events.register(f"before-call.ec2.{operation}", reply)
+
+
+def test_an_mpi_run_is_launched_into_a_cluster_placement_group_deleted_at_teardown(aws, tmp_path):
+    """moto 5 does not implement placement groups (CreatePlacementGroup answers 500), so those two calls are answered
+    with the responses AWS documents (API_CreatePlacementGroup, API_DeletePlacementGroup) while everything else runs
+    against moto; RunInstances' Placement is read from the requests d2c sends."""
+    roles = [("master", 1, 1), ("worker", 2, 1)]
+    project = _project(tmp_path, "./job.sh", roles)
+    write_plans(project / "plans.json", "script", roles, instance_type="c5.large", zone="us-east-1b")
+    provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", ssh_timeout_s=1, poll_s=0.1)
+    created: list[dict] = []
+    deleted: list[dict] = []
+    launches: list[dict] = []
+    order: list[str] = []
+    _answer(provider, "CreatePlacementGroup", {"PlacementGroup": {"GroupName": "x", "State": "available", "Strategy": "cluster", "GroupId": "pg-0123456789abcdef0"}}, created)
+    _answer(provider, "DeletePlacementGroup", {}, deleted)
+    provider.ec2.meta.events.register("before-parameter-build.ec2.RunInstances", lambda params, **_: launches.append(dict(params)) or order.append("launch"))
+    provider.ec2.meta.events.register("before-parameter-build.ec2.CreatePlacementGroup", lambda **_: order.append("group"))
+    provider.ec2.meta.events.register("before-parameter-build.ec2.TerminateInstances", lambda **_: order.append("terminate"))
+    provider.ec2.meta.events.register("before-parameter-build.ec2.DeletePlacementGroup", lambda **_: order.append("delete-group"))
+
+    result = _start(Orchestrator(open_journal(), provider, settings=FAST), project)
+
+    assert "did not answer SSH" in result.message, result.message
+    name = f"d2c-{result.run_id}"
+    [request] = created
+    assert (request["GroupName"], request["Strategy"]) == (name, "cluster")
+    assert {"Key": "d2c:run", "Value": result.run_id} in request["TagSpecifications"][0]["Tags"]
+    assert request["TagSpecifications"][0]["ResourceType"] == "placement-group"
+    assert len(launches) == 2 and all(p["Placement"] == {"GroupName": name, "AvailabilityZone": "us-east-1b"} for p in launches)
+    assert order.index("group") < order.index("launch") and order.index("terminate") < order.index("delete-group"), order
+    assert [d["GroupName"] for d in deleted] == [name]
+    [group] = open_journal().resources(result.run_id, "placement_group")
+    assert group.resource_id == name and not group.live, "journaled, then marked deleted"
+    assert leftovers(result.run_id) == NOTHING
+
+
+def test_types_without_cluster_placement_launch_without_a_group(aws, tmp_path):
+    """t3 offers only partition and spread (moto's DescribeInstanceTypes carries AWS's PlacementGroupInfo)."""
+    project = _project(tmp_path, "./job.sh", [("master", 1, 1), ("worker", 1, 1)])
+    provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", ssh_timeout_s=1, poll_s=0.1)
+    launches: list[dict] = []
+    provider.ec2.meta.events.register("before-parameter-build.ec2.RunInstances", lambda params, **_: launches.append(dict(params)))
+    result = _start(Orchestrator(open_journal(), provider, settings=FAST), project)
+    assert "did not answer SSH" in result.message, result.message
+    assert launches and all("GroupName" not in p.get("Placement", {}) for p in launches)
+    events = [e.message for e in open_journal().events(result.run_id) if e.kind == "placement"]
+    assert events == ["no cluster placement group: t3.micro cannot be placed in one"]
+    assert leftovers(result.run_id) == NOTHING
+
+
+def test_a_spread_plan_beyond_seven_hosts_per_zone_is_refused_before_launch(aws, tmp_path):
+    roles = [("master", 1, 1), ("worker", 7, 1)]
+    project = _project(tmp_path, "./job.sh", roles)
+    (project / "d2c.yaml").write_text((project / "d2c.yaml").read_text() + "placement: spread\n")
+    write_plans(project / "plans.json", "script", roles, instance_type="c5.large")
+    provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", ssh_timeout_s=1, poll_s=0.1)
+    calls: list[str] = []
+    provider.ec2.meta.events.register("before-parameter-build.ec2.*", lambda event_name, **_: calls.append(event_name.rsplit(".", 1)[-1]))
+    from d2c.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"placement: spread holds at most 7 running instances per Availability Zone and the plan has 8"):
+        _start(Orchestrator(open_journal(), provider, settings=FAST), project)
+    assert "RunInstances" not in calls and "CreateKeyPair" not in calls and "ImportKeyPair" not in calls, calls
+
+
+def test_a_caller_whose_address_moved_is_let_in_again_and_the_old_address_revoked(aws, monkeypatch):
+    """The caller's address is what checkip.amazonaws.com answers; the test answers it instead (no traffic leaves)."""
+    import executor.providers.aws as aws_provider
+    from types import SimpleNamespace
+
+    journal = open_journal()
+    addresses = iter(["192.0.2.1/32", "198.51.100.7/32"])
+    monkeypatch.setattr(aws_provider, "caller_cidr", lambda override=None: override or next(addresses))
+    monkeypatch.delenv("D2C_SSH_FROM", raising=False)
+    provider = AwsProvider(region="us-east-1")
+    group_id = provider._security_group(SimpleNamespace(run_id="r-moved"), journal)
+
+    def ssh_ranges():
+        [group] = client("ec2", "us-east-1").describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+        return [r["CidrIp"] for p in group["IpPermissions"] if p.get("FromPort") == 22 for r in p.get("IpRanges", [])]
+
+    assert ssh_ranges() == ["192.0.2.1/32"]
+    assert provider.refresh_access("r-moved", journal) == (
+        "your address changed from 192.0.2.1/32 to 198.51.100.7/32; SSH to the run's hosts is now allowed from 198.51.100.7/32 only"
+    )
+    assert ssh_ranges() == ["198.51.100.7/32"]
+    monkeypatch.setattr(aws_provider, "caller_cidr", lambda override=None: "198.51.100.7/32")
+    assert provider.refresh_access("r-moved", journal) is None, "an unchanged address changes nothing"
+    assert AwsProvider(region="us-east-1", ssh_from="203.0.113.9/32").refresh_access("r-moved", journal) is None, "--ssh-from is kept"
+    assert ssh_ranges() == ["198.51.100.7/32"]

@@ -190,6 +190,11 @@ def register_snapshot(ec2, *, snapshot_id: str, name: str, volume_gib: int, arch
 
     On any failure nothing is left: the AMI (if registered) is deregistered and the snapshot
     deleted, in that order, since a snapshot cannot be deleted while an AMI uses it.
+
+    ``ImdsSupport='v2.0'`` marks the AMI as IMDSv2-only: instances launched from it get
+    ``HttpTokens=required`` even when launched by hand outside d2c (RegisterImage,
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RegisterImage.html; the field's text:
+    https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/ec2/aws.sdk.kotlin.services.ec2.model/-register-image-request/).
     """
     root = "/dev/xvda"
     action = f"registering AMI {name}"
@@ -205,6 +210,7 @@ def register_snapshot(ec2, *, snapshot_id: str, name: str, volume_gib: int, arch
             VirtualizationType="hvm",
             EnaSupport=True,
             BootMode=boot_mode,
+            ImdsSupport="v2.0",
             TagSpecifications=[{"ResourceType": "image", "Tags": tag_list(tags)}],
         )["ImageId"]
         # EC2 applies TagSpecifications atomically; endpoints that ignore them (moto keeps only the

@@ -41,6 +41,18 @@ so every role and replacement goes to that subnet. When EC2 answers ``Insufficie
 or ``Unsupported`` before anything of the launch runs, the next zone offering every type is tried
 (the spot prices read again for it); with ``--subnet`` the zone is the user's and is kept.
 
+Placement (the descriptor's ``placement``): a placement group ``d2c-<run>`` of that strategy,
+created before the first launch (tagged ``d2c:run``), journaled at once, named with the zone in
+every RunInstances call of the run and deleted at teardown once its instances are gone. A cluster
+group packs the hosts into one Availability Zone for low latency between them; a spread group puts
+each host on distinct hardware, at most seven running instances per zone per group, so a spread
+plan of more hosts is refused (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/placement-strategies.html,
+https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreatePlacementGroup.html). Types
+whose ``PlacementGroupInfo.SupportedStrategies`` (DescribeInstanceTypes,
+https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_PlacementGroupInfo.html) lack the
+strategy (burstable t3 has no ``cluster``) run without a group, as the run's events say. Groups
+cost nothing, so teardown and ``down --all`` go by the journal for them.
+
 Instances are reached at their public address, or at the private one with ``connect="private"``
 (``--connect private`` / ``D2C_CONNECT=private``: for users on a VPN into the VPC, and for the
 tests, whose stand-in instances live at private addresses on this machine). Host keys come from
@@ -84,6 +96,8 @@ BASE_IMAGE_PARAMETERS = {
     "debian-12": "/aws/service/debian/release/12/latest/{arch}",
 }
 """SSM public parameters holding the current AMI of each base image d2c knows."""
+SPREAD_MAX_PER_ZONE = 7
+"""Running instances a spread placement group holds per Availability Zone (module docstring)."""
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 _CAPACITY_CODES = {
     "InsufficientInstanceCapacity": "AWS has no spare capacity for {type} in {region} right now; try again later or pick another plan",
@@ -169,6 +183,15 @@ def _tags(run_id: str, role: str | None, name: str) -> list[dict[str, str]]:
     return tags
 
 
+def check_spread(placement: str, hosts: int) -> None:
+    """Refuse a spread placement of more hosts than one zone's spread group runs (module docstring)."""
+    if placement == "spread" and hosts > SPREAD_MAX_PER_ZONE:
+        raise UsageError(
+            f"placement: spread holds at most {SPREAD_MAX_PER_ZONE} running instances per Availability Zone and the plan has {hosts}; "
+            "use 'placement: cluster' or 'none', or a plan with fewer hosts"
+        )
+
+
 class AwsProvider:
     """Hosts on EC2 in one region."""
 
@@ -184,7 +207,6 @@ class AwsProvider:
         subnet_id: str | None = None,
         scheduler_role: str | None = None,
         use_scheduler: bool = True,
-        base_image: str = "ubuntu-24.04",
         kms_key: str | None = None,
         boot_test: bool = True,
         running_timeout_s: float = 600.0,
@@ -200,7 +222,6 @@ class AwsProvider:
         self.subnet_id = subnet_id
         self.scheduler_role = scheduler_role
         self.use_scheduler = use_scheduler
-        self.base_image = base_image
         self.kms_key = kms_key
         self.boot_test = boot_test
         """Boot every VM image under QEMU before uploading it (``d2c run --no-boot-test`` skips it)."""
@@ -234,12 +255,13 @@ class AwsProvider:
         key_name = self._key_pair(request, journal)
         group_id = self._security_group(request, journal)
         images = self._images(request)
+        placement_group = self._placement_group(request, journal)
         tried: list[str] = []
         while True:
             zone, subnet = self._zone_and_subnet(request, journal, tried)
             launched: list[tuple[str, Any]] = []
             try:
-                self._launch(request, journal, images, key_name, group_id, zone, subnet, launched)
+                self._launch(request, journal, images, key_name, group_id, placement_group, zone, subnet, launched)
                 break
             except CapacityError as exc:
                 # Another zone may have the capacity; only before anything of this launch runs, and
@@ -257,13 +279,15 @@ class AwsProvider:
         return [m for m in machines_from_journal(journal, run_id) if m.instance_id in new_ids]
 
     def _launch(self, request: ProvisionRequest, journal: Journal, images: dict[str, str], key_name: str, group_id: str,
-                zone: str | None, subnet: str | None, launched: list[tuple[str, Any]]) -> None:
+                placement_group: str | None, zone: str | None, subnet: str | None, launched: list[tuple[str, Any]]) -> None:
         """Launch every role of the request in ``zone``, journaling each instance into ``launched``."""
         run_id = request.run_id
         total = sum(a.count for a in request.allocations)
         for allocation in request.allocations:
             role = request.roles[allocation.role]
             params = self._launch_params(request, allocation, images[allocation.role], key_name, group_id, zone, subnet)
+            if placement_group:
+                params["Placement"] = {"GroupName": placement_group, **({"AvailabilityZone": zone} if zone else {})}
             instances = self._run_instances(params, allocation.instance_type)
             price = self._launch_price(allocation, zone)
             first = request.first_index.get(allocation.role, 1)
@@ -335,6 +359,30 @@ class AwsProvider:
                 spot["MaxPrice"] = spot_max_price(allocation.on_demand_usd_h)
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
         return params
+
+    def _placement_group(self, request: ProvisionRequest, journal: Journal) -> str | None:
+        """The run's placement group (created once, reused by replacements), or None (module docstring)."""
+        run_id = request.run_id
+        if request.placement == "none":
+            return None
+        name = f"d2c-{run_id}"
+        if any(r.resource_id == name for r in journal.resources(run_id, "placement_group", live_only=True)):
+            return name
+        types = sorted({a.instance_type for a in request.allocations})
+        with aws_errors("checking which placement the plan's instance types allow"):
+            described = self.ec2.describe_instance_types(InstanceTypes=types)["InstanceTypes"]
+        unable = sorted(t["InstanceType"] for t in described if request.placement not in t.get("PlacementGroupInfo", {}).get("SupportedStrategies", []))
+        if unable:
+            journal.event(run_id, "placement", f"no {request.placement} placement group: {', '.join(unable)} cannot be placed in one")
+            return None
+        with aws_errors(f"creating placement group {name}"):
+            self.ec2.create_placement_group(
+                GroupName=name,
+                Strategy=request.placement,
+                TagSpecifications=[{"ResourceType": "placement-group", "Tags": _tags(run_id, None, name)}],
+            )
+        journal.add_resource(Resource(run_id, "placement_group", name, self.region, None, time.time(), details={"strategy": request.placement}))
+        return name
 
     def _maps_public_ip(self, subnet: str | None) -> bool:
         """True when an instance launched into ``subnet`` would get a public IPv4 address unless told not to
@@ -520,6 +568,36 @@ class AwsProvider:
             )
         return group_id
 
+    def refresh_access(self, run_id: str, journal: Journal) -> str | None:
+        """Let SSH in from the caller's current address when it changed since launch (a desktop on a new
+        network or a renewed DHCP lease), revoking the old one; what changed, or None.
+
+        An address the user fixed (``--ssh-from`` / ``D2C_SSH_FROM``) is kept, and so is the rule when
+        the address cannot be looked up now (the network is down for that too). Rules are added and
+        removed with AuthorizeSecurityGroupIngress / RevokeSecurityGroupIngress
+        (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AuthorizeSecurityGroupIngress.html,
+        https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RevokeSecurityGroupIngress.html).
+        """
+        if self.ssh_from or os.environ.get("D2C_SSH_FROM"):
+            return None
+        groups = journal.resources(run_id, "security_group", live_only=True)
+        if not groups:
+            return None
+        group = groups[0]
+        old = group.details.get("ssh_from")
+        try:
+            new = caller_cidr()
+        except UsageError:
+            return None
+        if new == old:
+            return None
+        with aws_errors(f"letting SSH in from {new}"):
+            self.ec2.authorize_security_group_ingress(GroupId=group.resource_id, IpPermissions=[ssh_rule(new)])
+            journal.update_resource(run_id, "security_group", group.resource_id, {"ssh_from": new})
+            if old:
+                self.ec2.revoke_security_group_ingress(GroupId=group.resource_id, IpPermissions=[ssh_rule(old)])
+        return f"your address changed from {old} to {new}; SSH to the run's hosts is now allowed from {new} only"
+
     def _vpc_id(self) -> str:
         if self.subnet_id:
             subnets = self.ec2.describe_subnets(SubnetIds=[self.subnet_id])["Subnets"]
@@ -537,7 +615,7 @@ class AwsProvider:
             role = request.roles[allocation.role]
             if role.image_is_folder:
                 if allocation.arch not in base:
-                    base[allocation.arch] = self._base_ami(allocation.arch)
+                    base[allocation.arch] = self._base_ami(request.base_image, allocation.arch)
                 images[allocation.role] = base[allocation.arch]
             else:
                 from executor.image.importer import ensure_ami
@@ -556,30 +634,32 @@ class AwsProvider:
                 )
         return images
 
-    def _base_ami(self, arch: str) -> str:
-        """The current AMI of the base image for ``arch``, from its SSM public parameter.
+    def _base_ami(self, base_image: str, arch: str) -> str:
+        """The current AMI of ``base_image`` (the descriptor's) for ``arch``, from its SSM public parameter.
 
         Canonical and Debian publish their current images as SSM public parameters
-        (``BASE_IMAGE_PARAMETERS``; Ubuntu: https://documentation.ubuntu.com/aws/aws-how-to/instances/find-ubuntu-images/,
-        Debian: https://wiki.debian.org/Cloud/AmazonEC2Image), so a run never picks an interim
+        (``BASE_IMAGE_PARAMETERS``; Ubuntu, whose ``ebs-gp3`` path gives a gp3 root:
+        https://documentation.ubuntu.com/aws/aws-how-to/instances/find-ubuntu-images/,
+        Debian's ``/aws/service/debian/release/12/latest/{amd64,arm64}``:
+        https://wiki.debian.org/Cloud/AmazonEC2Image), so a run never picks an interim
         release or a gp2 image. A region without the parameter falls back to the newest
-        Canonical LTS server image.
+        Canonical LTS server image (for an Ubuntu base image only). An AMI id is used as given.
         """
-        if self.base_image.startswith("ami-"):
-            return self.base_image
-        if self.base_image not in BASE_IMAGE_PARAMETERS:
-            raise UsageError(f"base_image {self.base_image}: unknown; use one of {', '.join(BASE_IMAGE_PARAMETERS)} or an AMI id")
+        if base_image.startswith("ami-"):
+            return base_image
+        if base_image not in BASE_IMAGE_PARAMETERS:
+            raise UsageError(f"base_image {base_image}: unknown; use one of {', '.join(BASE_IMAGE_PARAMETERS)} or an AMI id")
         machine = "arm64" if arch == "arm64" else "amd64"
-        name = BASE_IMAGE_PARAMETERS[self.base_image].format(arch=machine)
+        name = BASE_IMAGE_PARAMETERS[base_image].format(arch=machine)
         from botocore.exceptions import ClientError
 
-        with aws_errors(f"looking up {self.base_image} in {self.region}"):
+        with aws_errors(f"looking up {base_image} in {self.region}"):
             try:
                 return self.ssm.get_parameter(Name=name)["Parameter"]["Value"]
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
                     raise
-        if not self.base_image.startswith("ubuntu-"):
+        if not base_image.startswith("ubuntu-"):
             raise WorkError(f"{name} is not published in {self.region}; give base_image an AMI id")
         with aws_errors(f"looking up an Ubuntu image in {self.region}"):
             found = self.ec2.describe_images(
@@ -800,6 +880,11 @@ class AwsProvider:
                 self._delete_with_retry(lambda v=volume_id: self.ec2.delete_volume(VolumeId=v), "InvalidVolume.NotFound")
                 journal.mark_deleted(run_id, "volume", volume_id)
                 lines.append(f"deleted volume {volume_id}")
+            for name in sorted({r.resource_id for r in journal.resources(run_id, "placement_group", live_only=True)}):
+                # A group with instances still shutting down refuses deletion for a while (InvalidPlacementGroup.InUse).
+                self._delete_with_retry(lambda n=name: self.ec2.delete_placement_group(GroupName=n), "InvalidPlacementGroup.Unknown", "InvalidPlacementGroup.InUse")
+                journal.mark_deleted(run_id, "placement_group", name)
+                lines.append(f"deleted placement group {name}")
             groups = {r.resource_id for r in journal.resources(run_id, "security_group", live_only=True)}
             groups |= {g["GroupId"] for g in self.ec2.describe_security_groups(Filters=[{"Name": f"tag:{RUN_TAG}", "Values": [run_id]}])["SecurityGroups"]}
             for group_id in sorted(groups):
@@ -877,7 +962,7 @@ class AwsProvider:
                 journal.mark_deleted(run_id, "volume", volume_id)
         return sorted(existing)
 
-    def _delete_with_retry(self, delete, gone_code: str) -> None:
+    def _delete_with_retry(self, delete, gone_code: str, *busy_codes: str) -> None:
         """Deleting right after termination can meet DependencyViolation / VolumeInUse for a while."""
         from botocore.exceptions import ClientError
 
@@ -891,7 +976,7 @@ class AwsProvider:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == gone_code:
                     return
-                if code not in ("DependencyViolation", "VolumeInUse", "IncorrectState") or time.monotonic() > deadline:
+                if code not in ("DependencyViolation", "VolumeInUse", "IncorrectState", *busy_codes) or time.monotonic() > deadline:
                     raise
             time.sleep(delay)
             delay = min(delay * 1.5, 15.0)

@@ -81,6 +81,10 @@ class ProvisionRequest:
     progress: ProgressCallback | None = None
     first_index: dict[str, int] = field(default_factory=dict)
     """Per role, the number of its first new host (replacements continue after the lost ones)."""
+    base_image: str = "ubuntu-24.04"
+    """What folder apps boot (the descriptor's ``base_image``)."""
+    placement: str = "none"
+    """The descriptor's ``placement``: ``cluster``, ``spread`` or ``none``."""
 
 
 class Provider(Protocol):
