@@ -56,7 +56,8 @@ def test_quickstart_plans_leave_burstable_types_out_and_price_public_ipv4(quicks
         assert sum(items.values()) == pytest.approx(plan["cost_usd"]["p50"], abs=2e-4)
     # What the table shows for each plan too.
     table = _d2c("recommend", "--budget", "5", "--top", "1", cwd=quickstart)
-    assert "public ipv4 $" in table.stdout and "compute $" in table.stdout
+    shown = " ".join(table.stdout.split())
+    assert "public IPv4 $" in shown and "compute $" in shown
 
 
 def test_naming_a_burstable_type_without_the_flag_is_bad_input(quickstart):
