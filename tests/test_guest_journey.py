@@ -13,7 +13,6 @@ the guest. Marked slow (two boots of a real guest); runs under ``flock /tmp/d2c-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -27,10 +26,6 @@ from executor.image import importer
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400),
-    # The import, upload, launch and rebuild from the snapshot's blocks work; the guest booted in the
-    # instance's namespace has not yet answered SSH here within 15 minutes (its serial console stays
-    # empty; the cause is not diagnosed yet).
-    pytest.mark.skipif(not os.environ.get("D2C_GUEST_JOURNEY"), reason="set D2C_GUEST_JOURNEY=1 to run: the guest in the namespace does not answer SSH yet"),
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "montecarlo" / "montecarlo.py"
