@@ -108,11 +108,12 @@ def free_port() -> int:
 
 def qemu_command(
     raw: Path, *, arch: str, boot_mode: str, port: int, serial_log: Path, accel: str, memory_mib: int = 1024,
-    forward_address: str = "127.0.0.1", snapshot: bool = True,
+    snapshot: bool = True,
 ) -> list[str]:
     """The QEMU command line of the rehearsal (see the module docstring for what each device stands for).
 
-    The guest's port 22 is forwarded from ``forward_address``:``port``; ``snapshot`` False lets the
+    The guest's port 22 is forwarded from 127.0.0.1:``port`` (libslirp shows the guest a loopback
+    peer as 10.0.2.2, the only peer ``restrict=on`` lets it answer); ``snapshot`` False lets the
     guest write to ``raw`` itself.
     """
     binary = qemu_binary(arch)
@@ -132,7 +133,7 @@ def qemu_command(
         argv += ["-bios", firmware]
     argv += [
         "-drive", disk, "-device", "nvme,drive=root,serial=vol0d2cboottest,bootindex=0",
-        "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:{forward_address}:{port}-:22",
+        "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", f"virtio-net-pci,netdev=net0,addr={NIC_SLOT:#x},mac={NIC_MAC}",
         "-serial", f"file:{serial_log}", "-monitor", "none",
     ]
