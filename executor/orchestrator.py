@@ -569,13 +569,9 @@ class Orchestrator:
         self._replace(run, lost)
 
     def _refresh_access(self, run: _Run) -> None:
-        """Before counting an unanswering host as lost: open SSH to the caller's new address, if it moved
-        (providers whose security rules name the caller's address have ``refresh_access``)."""
-        refresh = getattr(self.provider, "refresh_access", None)
-        if refresh is None:
-            return
+        """Before counting an unanswering host as lost: open SSH to the caller's new address, if it moved."""
         try:
-            changed = refresh(run.run_id, self.journal)
+            changed = self.provider.refresh_access(run.run_id, self.journal)
         except D2CError as exc:
             self.ui.note(f"could not update the SSH rule for your address ({exc.message})")
             return

@@ -115,6 +115,9 @@ class Provider(Protocol):
     def leftovers(self, journal: Journal) -> dict[str, list[str]]:
         """Resources of any run still existing, by run id (for ``d2c down --all``)."""
 
+    def refresh_access(self, run_id: str, journal: Journal) -> str | None:
+        """Open SSH again to the caller's address if it moved since launch; what changed, or None."""
+
 
 LAUNCH_FIELDS = ("run_id", "instance_id", "role", "name", "instance_type", "market", "price_usd_h", "launched_at", "user", "slots")
 """What a provider journals the moment an instance exists: enough to price it and delete it."""

@@ -124,6 +124,10 @@ class LocalProvider:
             lines.append(f"removed rehearsal host {resource.details.get('name', resource.resource_id)}")
         return lines
 
+    def refresh_access(self, run_id: str, journal: Journal) -> str | None:
+        """Rehearsal hosts are on this machine: no address rule to follow."""
+        return None
+
     def leftovers(self, journal: Journal) -> dict[str, list[str]]:
         """Host folders of runs whose journal says they still exist."""
         found: dict[str, list[str]] = {}
