@@ -25,7 +25,7 @@ import contextlib
 import os
 from typing import Any, Iterator
 
-from d2c.errors import UsageError, WorkError
+from d2c.errors import CredentialsExpired, UsageError, WorkError
 
 DEFAULT_REGION = "us-east-1"
 
@@ -91,7 +91,7 @@ def have_credentials() -> bool:
     try:
         return session().get_credentials() is not None
     except (SSOError, TokenRetrievalError):
-        raise UsageError(f"the AWS SSO login of profile {_profile()!r} is missing or expired; {_login_hint()}") from None
+        raise CredentialsExpired(f"the AWS SSO login of profile {_profile()!r} is missing or expired; {_login_hint()}", _login_hint()) from None
 
 
 @contextlib.contextmanager
@@ -118,7 +118,7 @@ def aws_errors(action: str) -> Iterator[None]:
     except ProfileNotFound:
         raise UsageError(f"{action}: {_no_profile_message()}") from None
     except (SSOError, TokenRetrievalError):
-        raise UsageError(f"{action}: the AWS SSO login of profile {_profile()!r} is missing or expired; {_login_hint()}") from None
+        raise CredentialsExpired(f"{action}: the AWS SSO login of profile {_profile()!r} is missing or expired; {_login_hint()}", _login_hint()) from None
     except (NoCredentialsError, PartialCredentialsError):
         raise UsageError(
             f"{action}: no AWS credentials found; run 'aws configure' or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -130,5 +130,5 @@ def aws_errors(action: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         if error.get("Code") in EXPIRED_CODES:
-            raise UsageError(f"{action}: your AWS credentials have expired; {_login_hint()}, then run the command again") from None
+            raise CredentialsExpired(f"{action}: your AWS credentials have expired; {_login_hint()}, then run the command again", _login_hint()) from None
         raise WorkError(f"{action}: AWS said {error.get('Code', 'error')}: {error.get('Message', str(exc))}") from None

@@ -31,6 +31,14 @@ class UsageError(D2CError):
     exit_code = EXIT_USAGE
 
 
+class CredentialsExpired(UsageError):
+    """The AWS credentials (an SSO login, a session token) ran out; ``login_hint`` says how to renew them."""
+
+    def __init__(self, message: str, login_hint: str):
+        super().__init__(message)
+        self.login_hint = login_hint
+
+
 class WorkError(D2CError):
     """A failure while working: a cloud error, the app failing, a host not answering. Exit 1."""
 

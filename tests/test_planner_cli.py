@@ -104,7 +104,8 @@ def test_no_plan_exits_3_naming_the_limit(project):
         (["--budget", "inf"], "error: --budget: inf must be a positive, finite amount of USD"),
         (["--budget", "5", "--deadline", "inf"], "error: --deadline: 'inf' must be a finite duration"),
         (["--budget", "5", "--regions", "mars-1"], "error: --regions: mars-1 not in the catalog"),
-        (["--budget", "5", "--profile", "missing.json"], "error: missing.json: profile.json not found"),
+        (["--budget", "5", "--profile-file", "missing.json"], "error: missing.json: profile.json not found"),
+        (["--budget", "5", "--profile", "a.json", "--profile-file", "b.json"], "error: d2c recommend: give '--profile-file' only"),
     ],
 )
 def test_bad_input_exits_2(project, tmp_path, args, message):
@@ -120,6 +121,14 @@ def test_the_run_hint_names_a_plans_file_written_elsewhere(project, tmp_path):
     done = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert f"run 'd2c run --plan 1 --plans '{out}'' to carry out plan #1" in done.stderr
+
+
+def test_the_old_profile_spelling_still_plans_and_says_what_replaced_it(project, tmp_path):
+    old = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--profile", "profile.json", "-o", str(tmp_path / "old.json"))
+    new = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--profile-file", "profile.json", "-o", str(tmp_path / "new.json"))
+    assert old.returncode == 0 and new.returncode == 0, old.stderr + new.stderr
+    assert "note: '--profile' is now '--profile-file'" in old.stderr and "--profile'" not in new.stderr
+    assert json.loads((tmp_path / "old.json").read_text())["plans"] == json.loads((tmp_path / "new.json").read_text())["plans"]
 
 
 def test_whole_sample_catalog(project, shared_data):

@@ -96,3 +96,26 @@ def test_a_report_with_a_cost_breakdown_shows_each_billed_item():
     assert 'id="cost-items"' in html and "public ipv4" in html and "$0.5000" in html
     assert "snapshots" not in html, "items nobody was billed for are left out"
     assert 'id="cost-items"' not in page_runs.report_html({k: v for k, v in report.items() if k != "cost_breakdown"})
+
+
+def _model_with_two_close_candidates(noise: float, margin: float):
+    """A fitted model whose chosen (simpler) candidate scores a little above the best, as the margin allows."""
+    from dataclasses import replace
+
+    from profiler.model import Candidate, Observation, fit_model
+
+    runs = [Observation(scale, workers, 10 + 100 * scale / workers) for scale in (0.1, 0.2, 0.4) for workers in (1, 2, 4)]
+    model = fit_model(runs, full_scale=1.0, families=("amdahl",), bootstrap_samples=0)
+    simple = Candidate("amdahl", "s", (1.0, 2.0), cv_error=0.10, extrapolation_error=0.10)
+    rich = Candidate("usl", "s", (1.0, 2.0, 3.0), cv_error=0.09, extrapolation_error=0.09)
+    return replace(model, family="amdahl", scale_form="s", candidates=[simple, rich], noise=noise, margin=margin)
+
+
+def test_why_a_model_was_chosen_names_the_margin_the_fit_used():
+    from d2c.cli.ui.page_profile import why_chosen
+
+    measured = why_chosen(_model_with_two_close_candidates(noise=0.04, margin=0.02))
+    assert "usl (s) scores lowest (9.0 %)" in measured and "amdahl (s) (10.0 %)" in measured
+    assert "margin (2.0 %, half the 4.0 % noise measured between repeats" in measured
+    guessed = why_chosen(_model_with_two_close_candidates(noise=0.0, margin=0.0225))
+    assert "margin (2.2 %, 25 % of the best score, as no point was repeated" in guessed

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 import click
+from d2c.cli.profile_file_option import profile_file_option
 
 from d2c.durations import format_duration
 from d2c.errors import UsageError
@@ -46,7 +47,7 @@ def lookup_instances(types: Iterable[str]) -> dict[str, tuple[str, str, int, flo
 @click.option("--type", "instance_type", required=True, help="EC2 instance type, e.g. c5.xlarge")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="number of instances")
 @click.option("--scale", type=float, default=None, help="problem scale (default: the profile's full_scale)")
-@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"), show_default=True)
+@profile_file_option(Path("profile.json"), help="the profile to predict from")
 @click.option("--json", "as_json", is_flag=True, help="print the documented JSON instead of a table")
 def predict(instance_type: str, count: int, scale: float | None, profile_path: Path, as_json: bool) -> None:
     """Predict runtime (p50/p90) and memory of the app on COUNT x TYPE."""

@@ -21,6 +21,7 @@ import shlex
 from pathlib import Path
 
 import click
+from d2c.cli.profile_file_option import profile_file_option
 
 from d2c.durations import format_duration, parse_duration
 from d2c.errors import UsageError
@@ -46,7 +47,7 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--scale", type=float, default=None, help="problem scale (default: the profile's full_scale)")
 @click.option("--output-gb", type=float, default=1.0, show_default=True, help="size of the outputs brought back (egress)")
 @click.option("--solver", type=click.Choice(["highs", "cbc"]), default="highs", show_default=True)
-@click.option("--profile", "--profile-file", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"), show_default=True)
+@profile_file_option(Path("profile.json"), help="the profile to plan from")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="plan from this catalog CSV instead of the cached one")
 @click.option("-f", "--file", "descriptor_path", type=click.Path(path_type=Path), default=None, help="the descriptor (default ./d2c.yaml; without one, plan from the profile alone)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write the plans here (plans.json, read by 'd2c run --plan N')")

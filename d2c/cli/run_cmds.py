@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from d2c.cli.aws_options import aws_profile_option
+from d2c.cli.profile_file_option import profile_file_option
 
 from d2c.errors import UsageError
 
@@ -102,7 +103,7 @@ def _detached_args(plan_rank, plans_path, descriptor_path, provider, resume_id, 
     args = ["run", "--yes", "--provider", provider]
     args += ["--resume", resume_id] if resume_id else ["--plan", str(plan_rank), "--plans", str(Path(plans_path).resolve())]
     options = {"-f": descriptor_path and Path(descriptor_path).resolve(), "--connect": connect, "--ssh-from": ssh_from, "--subnet": subnet,
-               "--profile": profile_path and Path(profile_path).resolve(), "--ssh-timeout": ssh_timeout, "--poll": poll}
+               "--profile-file": profile_path and Path(profile_path).resolve(), "--ssh-timeout": ssh_timeout, "--poll": poll}
     for flag, value in options.items():
         if value is not None:
             args += [flag, str(value)]
@@ -142,7 +143,7 @@ def _finish(result) -> None:
 @click.option("--connect", type=click.Choice(["public", "private"]), default=None, help=_CONNECT_HELP)
 @click.option("--ssh-from", default=None, metavar="CIDR", help="open SSH to this address (default: your public IP; env D2C_SSH_FROM)")
 @click.option("--subnet", default=None, metavar="SUBNET_ID", help="launch into this subnet (default: the default VPC; env D2C_SUBNET)")
-@click.option("--profile", "profile_path", type=click.Path(path_type=Path), default=None, help="profile.json to append the measured run to")
+@profile_file_option(None, help="profile.json to append the measured run to")
 @click.option("--ssh-timeout", type=float, default=None, help="seconds to wait for each host's SSH (default 300)")
 @click.option("--poll", type=float, default=None, help="seconds between looks at the running app (default 2)")
 @click.option("--next-plan-on-capacity", "fallback", is_flag=True, help="if AWS lacks capacity or quota for the plan, try the next-ranked one")

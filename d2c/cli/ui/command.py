@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import click
+from d2c.cli.profile_file_option import profile_file_option
 
 from d2c.errors import UsageError
 
@@ -35,7 +36,7 @@ def has_display() -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; any but loopback is served only with a token printed once at start")
 @click.option("--no-browser", is_flag=True, help="do not open a browser window")
 @click.option("--plans", "plans_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plans.json"), show_default=True)
-@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"), show_default=True)
+@profile_file_option(Path("profile.json"), help="the profile to show")
 @click.option("--allow-rehearsal", is_flag=True, help="offer a button per plan that rehearses it here ('d2c run --provider local')")
 def ui_cmd(port: int, host: str, no_browser: bool, plans_path: Path, profile_path: Path, allow_rehearsal: bool) -> None:
     """Open the local dashboard: profile, plans and runs of the project here (read-only)."""

@@ -70,15 +70,20 @@ def runtime_chart(profile) -> Chart:
 
 
 def why_chosen(model) -> str:
-    """In words: why the chosen candidate won (profiler.model's rule)."""
+    """In words: why the chosen candidate won (profiler.model's rule: the simplest within ``margin``)."""
     best = min(model.candidates, key=lambda c: c.score)
     chosen = next(c for c in model.candidates if (c.family, c.scale_form) == (model.family, model.scale_form))
     if chosen is best:
         return f"{chosen.name} has the lowest error ({percent(chosen.score)}, the mean of the cross-validated and the extrapolation error)."
+    if model.noise > 0:
+        margin = f"{percent(model.margin)}, half the {percent(model.noise)} noise measured between repeats of a point"
+    else:
+        margin = f"{percent(model.margin)}, {PARSIMONY * 100:.0f} % of the best score, as no point was repeated to measure the noise"
     return (
-        f"{best.name} scores lowest ({percent(best.score)}), but {chosen.name} ({percent(chosen.score)}) is within "
-        f"{PARSIMONY * 100:.0f} % of it with fewer coefficients, and the simplest model that close wins: on a noisy desktop a "
-        f"richer model must earn its extra terms clearly. An 's log s' form needs at least {MIN_SCALES_FOR_CURVATURE} measured scales."
+        f"{best.name} scores lowest ({percent(best.score)}), but {chosen.name} ({percent(chosen.score)}) has fewer "
+        f"coefficients and is within the margin ({margin}); the simplest model that close wins, since a richer model "
+        f"must beat a simpler one by more than the noise it could be fitting. An 's log s' form needs at least "
+        f"{MIN_SCALES_FOR_CURVATURE} measured scales."
     )
 
 
