@@ -38,6 +38,11 @@ faster workers take more of the work. The planner prices fleets accordingly.
 
 ``placement``: by default ``cluster`` when the master drives its workers (a non-master role with
 no ``command`` and a count above 0, as MPI ranks started by ``mpirun``), ``none`` otherwise.
+
+Roles: one master; the role whose hosts run the workers the profile measured (``profiled:
+true``; unmarked, the only non-master role, or the master alone); any others are *service roles*
+(an I/O server, a parameter server), which run their own ``command``, get no MPI slots and are
+sized by ``memory_mb`` (default ``SERVICE_MEMORY_MB``), at their least count.
 """
 
 from __future__ import annotations
@@ -70,7 +75,9 @@ BASE_IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
 """The stock images a folder app may boot, besides an AMI id (the first is the default)."""
 _AMI_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 PLACEMENTS = ("cluster", "spread", "none")
-_ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master")
+_ROLE_KEYS = ("name", "image", "vm", "command", "count", "min", "max", "user", "master", "profiled", "memory_mb")
+SERVICE_MEMORY_MB = 1024.0
+"""A service role's memory need per host when its ``memory_mb`` is not given."""
 _TRANSFER_KEYS = ("local", "remote")
 _PROFILE_KEYS = ("command", "scales", "workers", "full_scale", "repeats", "timeout")
 _DESKTOP_KEYS = ("host", "key")
@@ -98,6 +105,10 @@ class Role:
     master: bool
     vm: str | None = None
     """The VM of a multi-VM appliance (.ova/.ovf) this role boots, by its name there."""
+    profiled: bool = False
+    """Its hosts run the workers the profile measured (the one working role; set on load)."""
+    memory_mb: float | None = None
+    """A service role's memory need per host, MB (its processes' peak; None: ``SERVICE_MEMORY_MB``)."""
 
     @property
     def image_is_folder(self) -> bool:
@@ -179,6 +190,21 @@ class Descriptor:
     def master(self) -> Role:
         """The role that runs the app's main program."""
         return next(role for role in self.roles if role.master)
+
+    @property
+    def working(self) -> Role:
+        """The role whose hosts run the workers the profile measured: the one marked ``profiled``,
+        else the only non-master role, else the master."""
+        marked = [r for r in self.roles if r.profiled]
+        others = [r for r in self.roles if not r.master]
+        return marked[0] if marked else others[0] if others else self.master
+
+    @property
+    def services(self) -> tuple[Role, ...]:
+        """Service roles: neither the master nor the profiled workers (an I/O or parameter server).
+        Their hosts run their own command and no ranks, so their speed sets no pace."""
+        working = self.working
+        return tuple(r for r in self.roles if not r.master and r is not working)
 
     def role(self, name: str) -> Role:
         """The role called ``name``."""
@@ -361,7 +387,7 @@ def default_placement(roles: tuple[Role, ...]) -> str:
     """``cluster`` when the master drives its workers (a worker role with no command of its own and
     hosts to run on, as MPI's ranks started by ``mpirun``); ``none`` otherwise (workers that run
     their own command talk to the master rarely enough that rack locality buys nothing)."""
-    driven = any(not role.master and role.command is None and (role.count is None or role.count > 0) for role in roles)
+    driven = any(role.profiled and not role.master and role.command is None and (role.count is None or role.count > 0) for role in roles)
     return "cluster" if driven else "none"
 
 
@@ -454,7 +480,36 @@ def _roles(check: _Checker, value: Any, base: Path) -> tuple[Role, ...]:
         raise check.fail(f"roles[{index}].count", f"the master role {master.name!r} must have count 1 when other roles exist, got {shown}")
     if master.count == 0 or master.max_count == 0 or (master.count is None and master.min_count == 0 and len(roles) == 1):
         raise check.fail(f"roles[{index}].count", f"the master role {master.name!r} runs the app, so it needs at least one instance; set count: 1")
-    return tuple(roles)
+    return _mark_profiled(check, roles)
+
+
+def _mark_profiled(check: _Checker, roles: list[Role]) -> tuple[Role, ...]:
+    """Find the one role whose hosts run the profiled workers; the other non-master roles are services.
+
+    Marked with ``profiled: true``; unmarked, it is the only non-master role, or the master when
+    there is none. Several non-master roles need the mark, since any of them could be it.
+    """
+    marked = [i for i, r in enumerate(roles) if r.profiled]
+    if len(marked) > 1:
+        raise check.fail("roles", f"more than one role says 'profiled: true' ({', '.join(roles[i].name for i in marked)}); mark exactly one")
+    others = [i for i, r in enumerate(roles) if not r.master]
+    if marked:
+        working = marked[0]
+    elif len(others) <= 1:
+        working = others[0] if others else next(i for i, r in enumerate(roles) if r.master)
+    else:
+        names = ", ".join(roles[i].name for i in others)
+        raise check.fail("roles", (
+            f"{names} could each run the workers the profile measured; mark that role 'profiled: true' "
+            "(the others become service roles: their own command, no ranks, sized by 'memory_mb')"))
+    for i, role in enumerate(roles):
+        if role.memory_mb is not None and (i == working or role.master):
+            raise check.fail(f"roles[{i}].memory_mb", f"role {role.name!r} is sized from the profile; 'memory_mb' is for service roles only, remove it")
+        if i != working and not role.master and role.command is None:
+            raise check.fail(f"roles[{i}].command", (
+                f"service role {role.name!r} runs no ranks, so it needs a command of its own "
+                f"(or mark it 'profiled: true' if it runs the profiled workers)"))
+    return tuple(replace(r, profiled=i == working) for i, r in enumerate(roles))
 
 
 def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Path) -> Role:
@@ -491,6 +546,12 @@ def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Pa
     master = spec.get("master", False)
     if not isinstance(master, bool):
         raise check.fail(f"{where}.master", f"must be true or false, got {_kind(master)}")
+    profiled = spec.get("profiled", False)
+    if not isinstance(profiled, bool):
+        raise check.fail(f"{where}.profiled", f"must be true or false, got {_kind(profiled)}")
+    memory_mb = None
+    if spec.get("memory_mb") is not None:
+        memory_mb = float(check.integer(spec["memory_mb"], f"{where}.memory_mb", 64, 24 * 1024 * 1024))
     return Role(
         name=name,
         image=image,
@@ -501,6 +562,8 @@ def _role(check: _Checker, spec: dict[str, Any], where: str, name: str, base: Pa
         user=user,
         master=master,
         vm=vm,
+        profiled=profiled,
+        memory_mb=memory_mb,
     )
 
 

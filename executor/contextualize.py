@@ -4,7 +4,7 @@ Files written into ``<workdir>/.d2c/`` on every host:
 
 * ``hosts``: one line per host, ``<private address> <role> <name> <slots>``, master first;
 * ``hostfile``: an OpenMPI hostfile, ``<private address> slots=<n>`` (hosts sharing an address,
-  as in a rehearsal, are merged into one line);
+  as in a rehearsal, are merged into one line; a service role's hosts, with no slots, are left out);
 * ``env.sh``: ``export`` lines for ``D2C_RUN``, ``D2C_ROLE``, ``D2C_NAME``, ``D2C_HOSTS``,
   ``D2C_MPI_HOSTFILE``, ``D2C_WORKER_COUNT`` (the total slots of the fleet), then the descriptor's
   ``env:`` in its order, sourced before any role command runs.
@@ -55,7 +55,8 @@ def hostfile_text(machines: list[Machine]) -> str:
     slots: dict[str, int] = {}
     for machine in machines:
         slots[machine.private_address] = slots.get(machine.private_address, 0) + machine.slots
-    return "".join(f"{address} slots={count}\n" for address, count in slots.items())
+    # A service role's hosts have no slots: mpirun must not start ranks there.
+    return "".join(f"{address} slots={count}\n" for address, count in slots.items() if count > 0)
 
 
 def host_files(

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from d2c.descriptor import Descriptor
-from d2c.errors import D2CError, HostError, HostKeyMismatch, WorkError
+from d2c.errors import CredentialsExpired, D2CError, HostError, HostKeyMismatch, WorkError
 from d2c.state import PRIVATE_FILE_MODE, private_dir, runs_dir
 from executor.calibration import calibrate
 from executor.contextualize import host_files, ordered, ssh_mesh_script
@@ -121,6 +121,7 @@ class _Run:
     reason: str = ""
     exit_status: int | None = None
     capacity_error: bool = False
+    credentials_expired: bool = False
 
     @property
     def run_id(self) -> str:
@@ -481,7 +482,7 @@ class Orchestrator:
                         now = self.clock()
                         if now - last_states >= self.settings.states_every_s:
                             last_states = now
-                            self._check_hosts(run)
+                            self._check_hosts_while_running(run)
                         self.sleep(self.settings.poll_s)
                     except HostKeyMismatch:
                         raise
@@ -493,7 +494,7 @@ class Orchestrator:
                         if now - unreachable_since >= self.settings.unreachable_s:
                             raise WorkError(f"lost contact with the master {master.name} for {now - unreachable_since:.0f} s ({exc})") from None
                         try:
-                            self._check_hosts(run)
+                            self._check_hosts_while_running(run)
                         except HostsLost:
                             raise
                         except WorkError as cloud:
@@ -541,6 +542,29 @@ class Orchestrator:
         spent = watchdog.accrued_usd(now)
         self.ui.live(now - started, spent, watchdog.budget_usd - spent)
         return False
+
+    def _check_hosts_while_running(self, run: _Run) -> None:
+        """``_check_hosts``, except that AWS credentials expiring mid-run do not stop the app.
+
+        Watching the app needs only SSH; what is lost without credentials is the view of the
+        instances (a spot interruption is then seen as the master not answering). The watchdog
+        still counts the money by the clock, and the hosts' own bounds (the in-guest timer, the
+        server-side schedule) do not depend on the desktop's credentials. Once renewed, botocore's
+        refreshable credentials (an SSO login, an assumed role) are picked up by the next check.
+        """
+        try:
+            self._check_hosts(run)
+        except CredentialsExpired as exc:
+            if not run.credentials_expired:
+                self._note(run, "credentials-expired", (
+                    f"the AWS credentials expired; the app goes on and d2c watches it over SSH, but sees no spot "
+                    f"interruption until you log in again ({exc.login_hint}); the budget, the deadline and every "
+                    f"host's own bounds still hold"))
+            run.credentials_expired = True
+            return
+        if run.credentials_expired:
+            self._note(run, "credentials-renewed", "the AWS credentials work again; d2c sees the instances again")
+        run.credentials_expired = False
 
     def _check_hosts(self, run: _Run) -> None:
         """Notice hosts that vanished; replace lost spot workers while the budget allows, else stop."""
@@ -709,6 +733,11 @@ class Orchestrator:
         try:
             for line in self.provider.teardown(run.run_id, self.journal):
                 self.journal.event(run.run_id, "deleted", line, at=self.clock())
+        except CredentialsExpired as exc:
+            bounds = self.journal.run(run.run_id).details.get("bounds") or []
+            until = f"; until then the hosts stay bounded ({'; '.join(bounds)})" if bounds else ""
+            teardown_error = (f"the hosts could not be deleted because the AWS credentials expired; {exc.login_hint}, "
+                              f"then run 'd2c down {run.run_id}'{until}")
         except Exception as exc:  # noqa: BLE001 - reported, with the command that finishes the job
             text = exc.message if isinstance(exc, D2CError) else f"{type(exc).__name__}: {exc}"
             teardown_error = f"teardown incomplete ({text}); run 'd2c down {run.run_id}'"

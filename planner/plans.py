@@ -278,7 +278,8 @@ def _allocation(f: _Fields, raw: Any, where: str, plan_region: str) -> RoleAlloc
         memory_gib=f.amount(get("memory_gib"), f"{where}.memory_gib"),
         arch=f.choice(get("arch"), f"{where}.arch", ARCHES),
         price_usd_h=f.amount(get("price_usd_h"), f"{where}.price_usd_h"),
-        workers_per_instance=f.whole(get("workers_per_instance"), f"{where}.workers_per_instance", 1, MAX_WORKERS_PER_INSTANCE),
+        # 0 for a service role's hosts, which run no ranks.
+        workers_per_instance=f.whole(get("workers_per_instance"), f"{where}.workers_per_instance", 0, MAX_WORKERS_PER_INSTANCE),
         on_demand_usd_h=_optional(raw, "on_demand_usd_h", lambda v: f.amount(v, f"{where}.on_demand_usd_h")),
         cpu_credits=_optional(raw, "cpu_credits", lambda v: f.choice(v, f"{where}.cpu_credits", CREDIT_MODES)),
         zone=_optional(raw, "zone", lambda v: f.zone(v, f"{where}.zone", region)),

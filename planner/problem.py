@@ -30,6 +30,11 @@ Semantics (the model both solve exactly):
   ranks besides the master process. Burstable types never serve as the master: the master
   coordinates the whole run, and a throttled master slows every worker. A plan stays in one
   region and one market.
+* **Service roles** (an I/O server, a parameter server: neither the master nor the profiled
+  workers) run their own command and no ranks. Each gets its least count of the cheapest type
+  per hour that holds its ``memory_mb`` (:func:`service_hosts`), billed for the whole run: a
+  per-level constant in the plan's fixed cost, with its vCPUs and instances taken off the quota
+  and the instance limit first. Choosing them apart is exact, since no worker mix changes them.
 * **Balance.** ``static`` (a fixed domain decomposition, most MPI codes): the slowest rank sets
   the pace, so a fleet's capacity is its rank count times the slowest rank's speed; the plan
   keeps every host (master included) in one family, where every rank has the same speed, so
@@ -73,6 +78,17 @@ class RoleGroup:
     """Its hosts also hold the master process (sized for it)."""
     ebs_gb: float | None = None
     """Root volume per instance; None: the billing rules' default."""
+    memory_mb: float = 0.0
+    """A service role's memory need per host (its processes' peak), before headroom and overhead."""
+
+
+@dataclass(frozen=True)
+class ServiceHosts:
+    """A service role's hosts in one region and market: ``count`` of the cheapest type that holds them."""
+
+    role: RoleGroup
+    cand: Candidate
+    count: int
 
 
 @dataclass(frozen=True)
@@ -179,6 +195,8 @@ class Subproblem:
     """The billing rules the costs were priced with (for a plan's cost breakdown)."""
     solver_state: dict = field(default_factory=dict, repr=False)
     """Solver models kept between solves (``planner.highs_model``)."""
+    services: tuple[ServiceHosts, ...] = ()
+    """Service hosts every plan of this problem carries; their cost is in ``fixed50``/``fixed90``."""
 
     @property
     def one_family(self) -> bool:
@@ -303,17 +321,21 @@ def build_subproblems(
     max_types: int | None = None,
     balance: str = "dynamic",
     prune: bool = True,
+    services: tuple[RoleGroup, ...] = (),
 ) -> list[Subproblem]:
     """Group the candidates by (region, market), and by family for static balance, price them on
     every level and prune dominated ones. A region whose problem is identical to an earlier one's
     (same types, prices, rates and quota) is solved once: it is listed in that problem's ``twins``.
 
     ``homogeneous`` is ``max_types=1``. Burstable types are left out of the master role.
+    ``services`` are priced apart (:func:`service_hosts`) and carried by every plan of a problem.
     """
     if homogeneous:
         max_types = 1
     by_key: dict[tuple[str, str, str], list[Candidate]] = {}
+    by_market: dict[tuple[str, str], list[Candidate]] = {}
     for cand in candidates:
+        by_market.setdefault((cand.region, cand.market), []).append(cand)
         # Static balance keeps a plan in one family, so each family is a problem of its own.
         family = cand.offer.family if balance == "static" else ""
         by_key.setdefault((cand.region, cand.market, family), []).append(cand)
@@ -323,6 +345,17 @@ def build_subproblems(
     for (region, market, family), cands in sorted(by_key.items()):
         rules = base_rules.for_region(region)
         quota = (quotas or {}).get(region, {}).get(market)
+        hosts = service_hosts(services, by_market[(region, market)])
+        if hosts is None:
+            continue
+        most = max_instances
+        if hosts:
+            # The service hosts take their share of the vCPU quota and of the instance limit first.
+            used_vcpus = sum(h.cand.vcpus * h.count for h in hosts)
+            quota = None if quota is None else quota - used_vcpus
+            most = None if most is None else most - sum(h.count for h in hosts)
+            if (quota is not None and quota <= 0) or (most is not None and most <= 0):
+                continue
         groups = []
         for group in (workers, master):
             if group is None:
@@ -337,17 +370,47 @@ def build_subproblems(
             groups.append(_subset(arrays, keep))
         if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
             continue
-        signature = (market, family, quota, rules, _signature(groups[0]), _signature(groups[1]))
+        signature = (market, family, quota, rules, _signature(groups[0]), _signature(groups[1]),
+                     tuple((h.role, h.cand.instance_type, h.cand.price_usd_h, h.cand.rate_per_s) for h in hosts))
         if signature in seen:
             seen[signature].twins.append(region)
             continue
         seen[signature] = Subproblem(
             region=region, market=market, family=family, levels=levels, workers=groups[0], master=groups[1],
-            fixed50=plan_fixed_usd(levels.t50, rules), fixed90=plan_fixed_usd(levels.t90, rules),
-            quota_vcpus=quota, max_instances=max_instances, max_types=max_types, balance=balance, rules=rules,
+            fixed50=plan_fixed_usd(levels.t50, rules) + _services_usd(hosts, levels.t50, rules),
+            fixed90=plan_fixed_usd(levels.t90, rules) + _services_usd(hosts, levels.t90, rules),
+            quota_vcpus=quota, max_instances=most, max_types=max_types, balance=balance, rules=rules, services=hosts,
         )
         subs.append(seen[signature])
     return subs
+
+
+def service_hosts(services: tuple[RoleGroup, ...], cands: list[Candidate]) -> tuple[ServiceHosts, ...] | None:
+    """Each service role's hosts in one region and market; None when a role fits no type there.
+
+    A service host runs no ranks, so its type changes neither the fleet's capacity nor its pace:
+    only its cost, which is the same for every worker mix. The cheapest type per hour that holds
+    the role's memory (with headroom and the per-host overhead) is therefore the best choice for
+    every plan, and is made here rather than in the integer program. Burstable types are left
+    out, as for the master: a throttled server slows every worker that waits on it.
+    """
+    hosts = []
+    for role in services:
+        fits = [c for c in cands if not burstable(c.offer.family) and MEMORY_HEADROOM * role.memory_mb + HOST_OVERHEAD_MB <= c.memory_mb]
+        if not fits:
+            return None
+        cheapest = min(fits, key=lambda c: (c.price_usd_h, c.rate_per_s, c.vcpus, c.instance_type))
+        hosts.append(ServiceHosts(role, cheapest, role.min_count))
+    return tuple(hosts)
+
+
+def _services_usd(hosts: tuple[ServiceHosts, ...], runtime_s: np.ndarray, rules: BillingRules) -> np.ndarray:
+    """What the service hosts cost for a run of ``runtime_s`` (per level)."""
+    total = np.zeros_like(runtime_s, dtype=float)
+    for h in hosts:
+        role_rules = rules if h.role.ebs_gb is None else _with_ebs(rules, h.role.ebs_gb)
+        total = total + h.count * instance_usd(h.cand.price_usd_h, runtime_s, h.cand.rate_per_s, role_rules)
+    return total
 
 
 def _signature(group: GroupArrays | None) -> tuple:

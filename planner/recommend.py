@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from d2c.descriptor import Descriptor, Role
+from d2c.descriptor import SERVICE_MEMORY_MB, Descriptor, Role
 from d2c.durations import format_duration
 from d2c.errors import NoPlanError, UsageError
 from planner import ranking
@@ -60,22 +60,31 @@ def role_groups(descriptor: Descriptor, disk_bytes: dict[str, int] | None = None
     """
     root = lambda role: _root_gb(role, (disk_bytes or {}).get(role.name))  # noqa: E731
     master = descriptor.master
-    others = [r for r in descriptor.roles if not r.master]
-    if len(others) > 1:
-        raise UsageError(
-            f"{descriptor.path}: roles: the planner sizes one worker role, found {len(others)} "
-            f"({', '.join(r.name for r in others)}); give the others fixed counts in one role or plan them separately"
-        )
-    if not others:
+    worker = descriptor.working
+    if worker is master:
         low, high = _counts(master)
         return RoleGroup(master.name, low, high, works=True, hosts_master=True, ebs_gb=root(master)), None
-    worker = others[0]
     low, high = _counts(worker)
     # The master host runs ranks too (its slots in the hostfile and D2C_WORKER_COUNT), so it works.
     return (
         RoleGroup(worker.name, max(low, 1), high, works=True, hosts_master=False, ebs_gb=root(worker)),
         RoleGroup(master.name, 1, 1, works=True, hosts_master=True, ebs_gb=root(master)),
     )
+
+
+def service_groups(descriptor: Descriptor, disk_bytes: dict[str, int] | None = None) -> tuple[RoleGroup, ...]:
+    """The descriptor's service roles (neither master nor profiled workers), each at its least count:
+    a service host adds cost and no speed, so more of them than the role's minimum never helps."""
+    groups = []
+    for role in descriptor.services:
+        low = role.count if role.count is not None else role.min_count
+        if low > 0:
+            groups.append(RoleGroup(
+                role.name, low, low, works=False, hosts_master=False,
+                ebs_gb=_root_gb(role, (disk_bytes or {}).get(role.name)),
+                memory_mb=role.memory_mb if role.memory_mb is not None else SERVICE_MEMORY_MB,
+            ))
+    return tuple(groups)
 
 
 def _counts(role: Role) -> tuple[int, int]:
@@ -139,8 +148,10 @@ def build_problem(
     scale: float,
     rules: BillingRules,
     host_speed: float = 1.0,
+    services: tuple[RoleGroup, ...] = (),
 ) -> list[Subproblem]:
-    """Candidates priced on the capacity levels, one problem per region and market."""
+    """Candidates priced on the capacity levels, one problem per region and market; every plan
+    also carries the ``services`` hosts (``service_groups``)."""
     workers, master = groups
     candidates = build_candidates(catalog, limits, host_speed)
     if not candidates:
@@ -150,8 +161,14 @@ def build_problem(
     subs = build_subproblems(
         candidates, workers, master, levels, rules,
         quotas=catalog.vcpu_quotas, max_instances=limits.max_instances, homogeneous=limits.homogeneous,
-        max_types=limits.max_types or DEFAULT_MAX_TYPES, balance=limits.balance,
+        max_types=limits.max_types or DEFAULT_MAX_TYPES, balance=limits.balance, services=services,
     )
+    if not subs and services and not build_subproblems(candidates, workers, master, levels, rules, balance=limits.balance):
+        needs = ", ".join(f"{g.role} {g.memory_mb:.0f} MB" for g in services)
+        raise NoPlanError(
+            f"no instance type matching {describe_filters(limits)} holds the service roles' memory ({needs}, plus 10% headroom "
+            f"and {HOST_OVERHEAD_MB:.0f} MB per host) within the limits; lower their memory_mb or allow more types"
+        )
     if not subs:
         memory = predictor.memory(scale, lo / 100)
         raise NoPlanError(
@@ -220,10 +237,11 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
     breakdown = plan_fixed_items(run_s, sub.rules)  # sub.rules carry the region's egress rate
     used = [(sub.master, found.master, 1)] if found.master is not None else []
     used += [(sub.workers, i, count) for i, count in sorted(found.counts.items(), key=lambda item: sub.workers.cands[item[0]].instance_type)]
-    for group, index, count in used:
-        cand = group.cands[index]
-        allocations.append(_allocation(group.role.role, cand, count, group.role.works, group.role.ebs_gb))
-        role_rules = sub.rules if group.role.ebs_gb is None else replace(sub.rules, ebs_gb=group.role.ebs_gb)
+    hosts = [(group.role, group.cands[index], count) for group, index, count in used]
+    hosts += [(service.role, service.cand, service.count) for service in sub.services]
+    for role, cand, count in hosts:
+        allocations.append(_allocation(role.role, cand, count, role.works, role.ebs_gb))
+        role_rules = sub.rules if role.ebs_gb is None else replace(sub.rules, ebs_gb=role.ebs_gb)
         one = instance_items(cand.price_usd_h, run_s, cand.rate_per_s, role_rules, cand.credit_usd_h)
         breakdown = breakdown + one.times(count)
     return Plan(

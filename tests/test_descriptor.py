@@ -118,6 +118,14 @@ MALFORMED = [
     ("bad-ami-id", VALID + "base_image: ami-12\n", "base_image", "or an AMI id like ami-0123456789abcdef0"),
     ("bad-placement", VALID + "placement: partition\n", "placement", "must be 'cluster'"),
     ("deeply-nested", "name: demo\nroles: " + "[" * 3000 + "]" * 3000 + "\n", "", "fix the YAML"),
+    ("two-worker-roles-unmarked", VALID.replace("roles:\n", "roles:\n  - {name: io, image: app, command: ./serve}\n", 1), "roles",
+     "io, worker could each run the workers the profile measured; mark that role 'profiled: true'"),
+    ("two-roles-profiled", _edit("    count: auto\n", "    count: auto\n    profiled: true\n").replace("roles:\n", "roles:\n  - {name: io, image: app, command: ./serve, profiled: true}\n", 1),
+     "roles", "more than one role says 'profiled: true' (io, worker)"),
+    ("memory-on-profiled-role", _edit("    count: auto\n", "    count: auto\n    memory_mb: 2048\n"), "roles[1].memory_mb",
+     "is sized from the profile; 'memory_mb' is for service roles only"),
+    ("service-without-command", _edit("    count: auto\n", "    count: auto\n    profiled: true\n").replace("roles:\n", "roles:\n  - {name: io, image: app}\n", 1),
+     "roles[0].command", "service role 'io' runs no ranks, so it needs a command of its own"),
 ]
 
 
@@ -226,6 +234,18 @@ def test_base_image_and_placement(project: Path):
     assert load_descriptor(project).placement == "none"
 
 
+def test_a_service_role_beside_the_profiled_workers(project: Path):
+    (project / "d2c.yaml").write_text(
+        _edit("    count: auto\n", "    count: auto\n    profiled: true\n")
+        .replace("roles:\n", "roles:\n  - {name: io, image: app, command: ./serve, count: 2, memory_mb: 6000}\n", 1)
+    )
+    d = load_descriptor(project)
+    assert d.working.name == "worker" and [r.name for r in d.services] == ["io"]
+    assert d.role("io").memory_mb == 6000 and d.placement == "cluster", "the profiled workers are still driven by mpirun"
+    (project / "d2c.yaml").write_text(VALID)
+    assert load_descriptor(project).working.name == "worker" and load_descriptor(project).services == ()
+
+
 def test_role_lookup_names_the_roles(project: Path):
     (project / "d2c.yaml").write_text(VALID)
     d = load_descriptor(project)
@@ -253,7 +273,8 @@ def test_check_summarises_a_valid_descriptor(project: Path):
 
 def test_yaml_merge_keys_are_accepted(project: Path):
     text = VALID.replace("  - name: worker\n    image: app\n", "  - &base\n    name: worker\n    image: app\n")
-    text = text.replace("inputs:", "  - <<: *base\n    name: helper\n    count: 4\ninputs:")
+    text = text.replace("inputs:", "  - <<: *base\n    name: helper\n    count: 4\n    profiled: false\n    command: ./help\ninputs:")
+    text = text.replace("    count: auto\n", "    count: auto\n    profiled: true\n")
     (project / "d2c.yaml").write_text(text)
     descriptor = load_descriptor(project / "d2c.yaml")
     helper = descriptor.role("helper")

@@ -104,6 +104,38 @@ def test_cluster_context_and_failing_master(tmp_path):
     assert len(report["instances"]) == 3
 
 
+def test_a_service_role_runs_its_command_and_gets_no_mpi_slots(tmp_path):
+    mark = tmp_path / "io-mark"
+    app = {**CLUSTER_APP, "io.sh": "#!/bin/bash\necho \"io ran as $D2C_ROLE\" > \"$IO_MARK\"\n"}
+    project = app_project(
+        tmp_path,
+        "services",
+        app,
+        "roles:\n  - {name: master, image: app, command: ./report.sh}\n  - {name: worker, image: app, count: 2, profiled: true}\n"
+        "  - {name: io, image: app, command: ./io.sh, memory_mb: 2048}\n"
+        f"env: {{IO_MARK: '{mark}'}}\noutputs:\n  - {{remote: out, local: results}}\n",
+    )
+    write_plans(project / "plans.json", "services", [("master", 1, 1), ("worker", 2, 4), ("io", 1, 0)])
+    result = d2c("run", "--provider", "local", "--poll", "0.2", cwd=project)
+    assert "exited with status 3" in result.stderr, result.stderr
+    env = dict(line.split("=", 1) for line in (project / "results" / "env.txt").read_text().split())
+    assert env["D2C_WORKER_COUNT"] == "9", "the service host adds no ranks"
+    hosts = (project / "results" / "hosts").read_text().splitlines()
+    assert ["io", "io-1", "0"] in [line.split()[1:] for line in hosts]
+    assert mark.read_text() == "io ran as io\n"
+
+
+def test_the_mpi_hostfile_leaves_out_hosts_without_slots():
+    from executor.contextualize import hostfile_text
+    from executor.providers.base import Machine
+
+    def host(role: str, address: str, slots: int) -> Machine:
+        return Machine("r1", f"i-{address}", role, f"{role}-1", "c5.large", "on-demand", 0.1, address, address, 0.0, "root", slots)
+
+    machines = [host("master", "10.0.0.1", 2), host("worker", "10.0.0.2", 2), host("io", "10.0.0.3", 0)]
+    assert hostfile_text(machines) == "10.0.0.1 slots=2\n10.0.0.2 slots=2\n"
+
+
 SLOW_APP = {
     "slow.sh": "#!/bin/bash\nmkdir -p out\nfor i in $(seq 1 ${STEPS:-40}); do echo step $i >> out/progress.txt; echo step $i; sleep 0.1; done\necho finished > out/done.txt\n",
 }

@@ -140,3 +140,85 @@ def test_a_failed_set_up_command_never_shows_the_key_it_carried(ssh_host):
         ssh_host.run(f"printf %s '{secret}' > ~/.ssh/id_d2c", cwd="/no/such/folder", timeout=30)
     assert "PRIVATE KEY" not in str(caught.value) and "b3BlbnNzaC1rZXkt" not in str(caught.value)
     assert "cannot start a set-up script" in str(caught.value)
+
+
+class _ExpiredCredentials:
+    """EC2 answering every call the way AWS answers an expired session token, while ``on``.
+
+    The answer is EC2's documented error response (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html:
+    ``ExpiredToken``, "The security token included in the request is expired"), returned to botocore
+    before the request leaves, so that botocore parses and raises it as it would from AWS.
+    """
+
+    BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>ExpiredToken</Code>'
+            b"<Message>The security token included in the request is expired</Message></Error></Errors>"
+            b"<RequestID>6c6f3d3e-0000-4000-8000-000000000000</RequestID></Response>")
+
+    def __init__(self, ec2):
+        self.on = False
+        self.refused: list[str] = []
+        ec2.meta.events.register("before-send.ec2", self._answer)
+
+    def _answer(self, request, **_):
+        from botocore.awsrequest import AWSResponse
+
+        if not self.on:
+            return None
+        self.refused.append(request.url)
+        body = self.BODY
+        return AWSResponse(request.url, 400, {"Content-Type": "text/xml"}, type("Raw", (), {"stream": lambda self, **_: iter([body])})())
+
+
+EXPIRING_APP = {"slow.sh": "#!/bin/bash\nmkdir -p out\nsleep 5\necho done > out/answer.txt\n"}
+
+
+def _expiring_project(tmp_path: Path) -> Path:
+    project = app_project(tmp_path, "expiring", EXPIRING_APP,
+                          "roles:\n  - {name: master, image: app, user: root, count: 1, command: ./slow.sh}\noutputs:\n  - {remote: out, local: results}\n")
+    write_plans(project / "plans.json", "expiring", [("master", 1, 1)], budget_usd=5.0)
+    return project
+
+
+def test_credentials_that_expire_mid_run_leave_the_app_running_and_are_picked_up_again(hypervisor, tmp_path):
+    project = _expiring_project(tmp_path)
+    expired: list[_ExpiredCredentials] = []
+
+    def expire_for_a_while(message: str) -> None:
+        if message.startswith("the master command is running"):
+            expired[0].on = True
+            threading.Timer(2.0, lambda: setattr(expired[0], "on", False)).start()
+
+    ui = NotingUI(expire_for_a_while)
+    orchestrator = _orchestrator(hypervisor, ui)
+    expired.append(_ExpiredCredentials(orchestrator.provider.ec2))
+    result = _start(orchestrator, project)
+    assert result.outcome == "succeeded", result.message
+    assert (project / "results" / "answer.txt").read_text() == "done\n"
+    assert expired[0].refused, "the cloud was asked while the credentials were expired"
+    notes = [n for n in ui.notes if "credentials" in n]
+    assert len(notes) == 2 and "the app goes on" in notes[0] and "aws sso login" in notes[0] and "work again" in notes[1], notes
+    assert leftovers(result.run_id) == NOTHING
+
+
+def test_credentials_expired_at_the_teardown_say_how_to_finish_it_and_what_bounds_the_hosts(hypervisor, tmp_path):
+    project = _expiring_project(tmp_path)
+    expired: list[_ExpiredCredentials] = []
+
+    def expire_for_good(message: str) -> None:
+        if message.startswith("the master command is running"):
+            expired[0].on = True
+
+    orchestrator = _orchestrator(hypervisor, NotingUI(expire_for_good))
+    expired.append(_ExpiredCredentials(orchestrator.provider.ec2))
+    result = _start(orchestrator, project)
+    assert (project / "results" / "answer.txt").read_text() == "done\n", "the outputs come back over SSH all the same"
+    assert result.outcome == "failed"
+    assert f"the AWS credentials expired; run 'aws sso login' (or 'aws configure'), then run 'd2c down {result.run_id}'" in result.message
+    assert "until then the hosts stay bounded (" in result.message and "after boot" not in result.message
+    assert "user-data: 'shutdown -h +" in result.message, "the bounds the hosts carry are named"
+    assert leftovers(result.run_id)["instances"], "without credentials the host is still up"
+
+    expired[0].on = False
+    done = subprocess.run([sys.executable, "-m", "d2c", "down", result.run_id], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert leftovers(result.run_id) == NOTHING

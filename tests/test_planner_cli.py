@@ -221,3 +221,42 @@ def test_check_and_recommend_say_which_balance_applies(project):
     assert "balance: static: the slowest rank sets the pace" in check.stdout
     done = d2c(project, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--balance", "dynamic")
     assert "balance dynamic: a work queue" in done.stderr
+
+
+SERVICES = """\
+name: demo
+roles:
+  - {name: master, image: ., command: python3 app.py}
+  - {name: worker, image: ., count: auto, max: 8, profiled: true}
+  - {name: io, image: ., command: python3 serve.py, count: 2, memory_mb: 6000}
+"""
+
+
+def test_a_service_role_rides_in_every_plan_on_the_cheapest_type_that_holds_it(project, tmp_path):
+    app = tmp_path / "services"
+    app.mkdir()
+    for name in ("profile.json", "catalog.csv"):
+        (app / name).write_bytes((project / name).read_bytes())
+    (app / "d2c.yaml").write_text(SERVICES.replace(", profiled: true", ""))
+    unmarked = d2c(app, "recommend", "--budget", "5", "--catalog", "catalog.csv")
+    assert unmarked.returncode == 2
+    assert "worker, io could each run the workers the profile measured; mark that role 'profiled: true'" in unmarked.stderr
+
+    (app / "d2c.yaml").write_text(SERVICES)
+    done = d2c(app, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--market", "on-demand", "--json", "-o", "plans.json")
+    assert done.returncode == 0, done.stderr
+    assert "service role 'io': 2 host(s) of the cheapest type holding 6000 MB, no ranks" in done.stderr
+    plans = json.loads(done.stdout)["plans"]
+    # 6000 MB x 1.1 + 512 MB needs 6.95 GiB: in us-east-1 the c7g.xlarge (8 GiB, $0.145/h), in eu-west-1 the r6i.large (16 GiB).
+    cheapest = {"us-east-1": "c7g.xlarge", "eu-west-1": "r6i.large"}
+    for plan in plans:
+        [io] = [r for r in plan["roles"] if r["role"] == "io"]
+        assert (io["count"], io["instance_type"], io["workers_per_instance"]) == (2, cheapest[plan["region"]], 0)
+        assert {r["role"] for r in plan["roles"]} == {"master", "worker", "io"}
+    first = plans[0]
+    hourly = lambda roles: sum(r["count"] * r["price_usd_h"] for r in roles)  # noqa: E731
+    run_h = first["time_s"]["p50"] / 3600
+    assert first["cost_breakdown"]["compute"] >= hourly(first["roles"]) * run_h > hourly([r for r in first["roles"] if r["role"] != "io"]) * run_h, \
+        "the service hosts are billed for the whole run"
+    table = d2c(app, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--market", "on-demand")
+    assert "2x c7g.xlarge" in table.stdout or "2x r6i.large" in table.stdout

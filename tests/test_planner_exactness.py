@@ -165,3 +165,49 @@ def test_fastest_affordable_matches_brute_force(seed):
         assert fastest is None
     else:
         assert fastest == pytest.approx(min(times), rel=1e-9)
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_service_roles_are_priced_at_the_cheapest_type_that_holds_them(seed):
+    """Every plan of an app with a service role (an I/O server) carries it; the integer program's
+    cheapest plan equals brute force over worker fleets *and* every type the service could take."""
+    from dataclasses import replace
+
+    from planner.billing import instance_usd
+    from planner.problem import HOST_OVERHEAD_MB, MEMORY_HEADROOM, burstable
+
+    catalog, model, workers, master, limits = random_case(seed)
+    rng = np.random.default_rng(seed)
+    limits = replace(limits, market="on-demand", max_instances=None)
+    catalog = replace(catalog, vcpu_quotas={})
+    service = RoleGroup("io", int(rng.integers(1, 3)), 0, works=False, hosts_master=False, memory_mb=float(rng.choice([300.0, 1500.0, 6000.0])))
+    service = replace(service, max_count=service.min_count)
+    candidates = build_candidates(catalog, limits)
+    if not candidates:
+        return
+    lo, hi = capacity_range(candidates, workers, None, master)
+    levels = build_levels(model, 1.0, lo, hi)
+    rules = BillingRules(boot_setup_s=120.0, image_gb=4.0)
+    common = dict(max_types=limits.max_types, balance=limits.balance, homogeneous=limits.homogeneous)
+    with_service = build_subproblems(candidates, workers, master, levels, rules, services=(service,), **common)
+    found = ranking.best_plans(with_service, top=1, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s, solver="highs") if with_service else []
+
+    best = None
+    for sub in build_subproblems(candidates, workers, master, levels, rules, prune=False, **common):
+        region_rules = rules.for_region(sub.region)
+        types = [c for c in candidates if c.region == sub.region and c.market == sub.market and not burstable(c.offer.family)
+                 and MEMORY_HEADROOM * service.memory_mb + HOST_OVERHEAD_MB <= c.memory_mb]
+        for fleet in enumerate_fleets(sub, budget_usd=float("inf"), deadline_s=limits.deadline_s, max_count=workers.max_count):
+            k = fleet.evaluation.level
+            for t in types:
+                cost90 = fleet.evaluation.cost90 + service.min_count * instance_usd(t.price_usd_h, levels.t90[k], 0.0, region_rules)
+                cost50 = fleet.evaluation.cost50 + service.min_count * instance_usd(t.price_usd_h, levels.t50[k], 0.0, region_rules)
+                if cost90 <= limits.budget_usd * (1 + 1e-9) and (best is None or cost50 < best):
+                    best = cost50
+    if best is None:
+        assert found == []
+        return
+    assert found, f"seed {seed}: brute force found a plan at ${best:.4f}, the ILP none"
+    assert found[0].evaluation.cost50 == pytest.approx(best, rel=1e-7, abs=1e-9)
+    assert [h.role.role for h in found[0].sub.services] == ["io"]

@@ -88,13 +88,17 @@ def recommend(budget, deadline, regions, market, include, exclude, include_burst
 
     note(describe_age(catalog))
     if descriptor is None:
-        groups = planning.profile_only_groups()
+        groups, services = planning.profile_only_groups(), ()
         note(
             f"no d2c.yaml here: planning one role '{planning.PROFILE_ONLY_ROLE}' of 1..{planning.PROFILE_ONLY_MAX} instances "
             f"(auto count) from {profile_path} alone; write a d2c.yaml (d2c init) to plan your own roles"
         )
     else:
-        groups = planning.role_groups(descriptor, _virtual_sizes(descriptor))
+        sizes = _virtual_sizes(descriptor)
+        groups = planning.role_groups(descriptor, sizes)
+        services = planning.service_groups(descriptor, sizes)
+        for group in services:
+            note(f"service role '{group.role}': {group.min_count} host(s) of the cheapest type holding {group.memory_mb:.0f} MB, no ranks")
     note(f"balance {BALANCE_MEANING[balance]}")
     default_arch = "x86_64" if descriptor is None else planning.default_arch(descriptor)
     limits = Limits(
@@ -119,7 +123,7 @@ def recommend(budget, deadline, regions, market, include, exclude, include_burst
             raise UsageError(f"--regions: {', '.join(unknown)} not in the catalog; it covers {', '.join(sorted(known))}")
     subs = planning.build_problem(
         profile.predictor, catalog, groups, limits,
-        scale=scale, rules=planning.billing_rules(descriptor, output_gb), host_speed=profile.host.speed,
+        scale=scale, rules=planning.billing_rules(descriptor, output_gb), host_speed=profile.host.speed, services=services,
     )
     result = planning.recommend(subs, limits, top=top, solver=solver, points=plot is not None)
     name = descriptor.name if descriptor is not None else profile_path.stem
