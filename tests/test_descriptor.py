@@ -263,7 +263,7 @@ def test_check_summarises_a_valid_descriptor(project: Path):
     out = result.stdout
     assert f"{project / 'd2c.yaml'}: valid" in out
     assert "master: runs the app, count 1, image app (folder)" in out
-    assert "worker: count auto (2..16), image app (folder), user researcher" in out
+    assert "worker: runs the profiled workers, count auto (2..16), image app (folder), user researcher" in out
     assert "data/params.json -> run/params.json" in out
     assert "results <- run/out" in out
     assert "profile: 18 runs = scales 0.02, 0.05, 0.1 x workers 1, 2 x 3 repeats" in out

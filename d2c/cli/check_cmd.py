@@ -42,8 +42,16 @@ def summary_lines(descriptor: Descriptor) -> list[str]:
     from d2c.descriptor import BALANCE_MEANING
 
     lines.insert(2, f"balance: {BALANCE_MEANING[descriptor.balance]}")
+    from d2c.descriptor import SERVICE_MEMORY_MB
+
+    working = descriptor.working
+    services = set(descriptor.services)
     for role in descriptor.roles:
-        mark = "runs the app, " if role.master else ""
+        marks = (["runs the app"] if role.master else []) + (["runs the profiled workers"] if role is working else [])
+        if role in services:
+            memory = role.memory_mb if role.memory_mb is not None else SERVICE_MEMORY_MB
+            marks.append(f"service (no MPI slots, {memory:.0f} MB per host)")
+        mark = "".join(f"{m}, " for m in marks)
         lines.append(f"  {role.name}: {mark}count {_count(role)}, image {_image(role, base)}, user {role.user}")
         lines.append(f"    command: {role.command or '(none: started by the master, e.g. mpirun over SSH)'}")
     for label, transfers in (("inputs", descriptor.inputs), ("outputs", descriptor.outputs)):
