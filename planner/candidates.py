@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from d2c.errors import UsageError
 from planner.billing import CREDIT_MODES, is_burstable, interruption_rate_per_s, surplus_credit_usd_h
 from planner.catalog import Catalog, InstanceOffer
-from profiler.fleet import instance_capacity
+from profiler.fleet import family_speed, instance_capacity
 
 UNITS_PER_WORKER = 100
 MARKET_CHOICES = ("on-demand", "spot", "any")
+ASSUMED_SPEED = 1.0
+"""Per-core speed (c5 core = 1.0) of a family with no speed basis that the user names in ``--families``."""
 DEFAULT_MAX_TYPES = 2
 """Worker types per plan unless ``--max-types`` says otherwise: a fleet of two sizes is easy to
 run and reason about, and seven-type mixes save little. Static balance also keeps one family."""
@@ -127,8 +129,10 @@ def build_candidates(catalog: Catalog, limits: Limits, host_speed: float = 1.0) 
         burstable = is_burstable(offer.instance_type)
         if burstable and not limits.include_burstable:
             continue
+        # A family with no speed basis is planned only when named, at an assumed speed said aloud (speedless_families).
+        assumed = ASSUMED_SPEED if limits.include and not has_speed_basis(offer.instance_type) else None
         for credits in CREDIT_MODES if burstable else (None,):
-            capacity = instance_capacity(offer.instance_type, offer.arch, offer.vcpus, host_speed, cpu_credits=credits or "standard")
+            capacity = instance_capacity(offer.instance_type, offer.arch, offer.vcpus, host_speed, cpu_credits=credits or "standard", assume_speed=assumed)
             units = round(capacity.effective_workers * UNITS_PER_WORKER)
             if units < 1 or capacity.workers_per_instance < 1:
                 continue
@@ -140,6 +144,31 @@ def build_candidates(catalog: Catalog, limits: Limits, host_speed: float = 1.0) 
                 rate = interruption_rate_per_s(offer.interruption_bucket) if market == "spot" else 0.0
                 rows.append(Candidate(offer, market, float(price) + surplus, units, capacity.workers_per_instance, rate, credits, surplus))
     return rows
+
+
+def has_speed_basis(instance_type: str) -> bool:
+    """True when the family's per-core speed comes from the family table or its processor facts."""
+    return family_speed(instance_type.split(".", 1)[0]) is not None
+
+
+def speedless_families(catalog: Catalog, limits: Limits) -> tuple[list[str], list[str]]:
+    """Families the limits allow that have no speed basis: (left out of plans, planned at ``ASSUMED_SPEED``
+    because ``--families``/``--types`` names them)."""
+    left, assumed = set(), set()
+    regions = set(limits.regions)
+    for offer in catalog.offers:
+        if (regions and offer.region not in regions) or (limits.arch and offer.arch != limits.arch):
+            continue
+        if (limits.exclude and _matches(offer, limits.exclude)) or has_speed_basis(offer.instance_type):
+            continue
+        if is_burstable(offer.instance_type) and not limits.include_burstable:
+            continue
+        if limits.include:
+            if _matches(offer, limits.include):
+                assumed.add(offer.family)
+        else:
+            left.add(offer.family)
+    return sorted(left), sorted(assumed)
 
 
 def describe_filters(limits: Limits) -> str:

@@ -1,89 +1,83 @@
-"""The image journey on a real guest: a VirtualBox appliance imported to moto, launched, booted from the uploaded bytes.
+"""The whole journey on a real guest: a VirtualBox appliance through ``d2c run --provider aws``.
 
-The Debian 12 appliance (tests/fixtures/guest.py) goes through ``ensure_ami`` as ``d2c run``
-calls it — checked, prepared with the run's key and a dead-man bound, boot-rehearsed, uploaded
-through the EBS direct API, registered. An instance launched from the AMI in moto is booted by
-the guest hypervisor from the snapshot's blocks, at the instance's private address; d2c's SSH
-transport logs in there as the image's login user with the run's key, runs the process-pool
-example inside the guest, fetches its output (checked against the option's closed-form price),
-finds the dead-man timer armed in the guest's own systemd, and terminating the instance stops
-the guest. Marked slow (two boots of a real guest); runs under ``flock /tmp/d2c-netns.lock``.
+The Debian 12 appliance (tests/fixtures/guest.py) is the master role's image. ``d2c run`` does
+everything a user's run does against moto's threaded server: checks the image, prepares it with
+the run's key and a dead-man bound, boot-rehearses it, uploads it through the EBS direct API,
+registers it, launches an instance. The guest hypervisor boots that instance from the
+snapshot's blocks as moto holds them, at the instance's private address
+(tests/fixtures/guest_hypervisor.py). d2c then logs in with the run's key, contextualizes,
+uploads the process-pool example, runs it inside the real guest, streams its log, fetches the
+outputs (checked against the option's closed-form price) and tears down: the guest stops and
+moto holds nothing of the run. The app's command also records the dead-man timer as the
+guest's own systemd shows it. Marked slow (two boots of a real guest, under TCG here); runs
+under ``flock /tmp/d2c-netns.lock``. By hand: ``sudo flock /tmp/d2c-netns.lock python3 -m pytest
+-q tests/test_guest_journey.py -s`` (the first run builds the guest, about 5 min, then cached).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from d2c.aws import client
-from d2c.state import runs_dir, state_dir
-from d2c.transport.ssh import SSHHost
-from executor.image import importer
+from d2c.state import state_dir
+from executor.journal import open_journal
+from tests.fixtures.executor import write_plans
+from tests.test_executor_aws import NOTHING, leftovers
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400),
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "montecarlo" / "montecarlo.py"
-RUN_ID = "journey-1"
-DEADMAN_S = 3600
+# As root: without D-Bus in the minimal guest, only root reaches systemd (its private socket).
+COMMAND = (
+    "python3 montecarlo.py --scale 0.02 --workers $D2C_WORKER_COUNT --out out/result.json"
+    " && sudo -n systemctl show d2c-deadman.timer -p ActiveState -p TimersMonotonic > out/timer.txt"
+)
 
 
-def _login(address: str, user: str, key: Path, known_hosts: Path, timeout_s: float = 900) -> SSHHost:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        host = SSHHost(address, 22, user=user, key_path=key, known_hosts=known_hosts, connect_timeout=5, retries=1, name="guest")
-        try:
-            host.connect()
-            return host
-        except Exception:
-            host.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-
-
-def test_an_imported_appliance_boots_from_its_snapshot_runs_the_example_and_stops(debian_guest, guest_hypervisor, tmp_path, monkeypatch):
-    run_dir = runs_dir() / RUN_ID
-    run_dir.mkdir(parents=True)
-    key = run_dir / "id_d2c"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    public = key.with_suffix(".pub").read_text().strip()
-
+def test_d2c_run_takes_an_appliance_to_its_outputs_on_a_guest_booted_from_the_uploaded_bytes(debian_guest, guest_hypervisor, tmp_path, monkeypatch):
+    project = tmp_path / "journey"
+    project.mkdir()
+    shutil.copy(EXAMPLE, project / "montecarlo.py")
+    (project / "d2c.yaml").write_text(
+        "name: journey\nworkdir: d2c-work\nroles:\n"
+        f"  - {{name: master, image: '{debian_guest.ova}', user: {debian_guest.user}, command: '{COMMAND}'}}\n"
+        "inputs:\n  - {local: montecarlo.py, remote: montecarlo.py}\noutputs:\n  - {remote: out, local: results}\n"
+    )
+    write_plans(project / "plans.json", "journey", [("master", 1, 2)], instance_type="c5.large", price_usd_h=0.085, budget_usd=5.0, time_p50=120.0)
+    # KVM opens on these machines but can stall a guest in GRUB: the rehearsal and the launched guest both use TCG.
+    monkeypatch.setenv("D2C_BOOT_TEST_ACCEL", "tcg")
+    argv = [sys.executable, "-m", "d2c", "run", "--yes", "--connect", "private", "--subnet", guest_hypervisor.subnet_id,
+            "--ssh-from", f"{guest_hypervisor.gateway}/32", "--ssh-timeout", "900", "--deadman", "1h", "--poll", "1"]
     started = time.monotonic()
-    ami = importer.ensure_ami(debian_guest.ova, region="us-east-1", public_key=public, run_id=RUN_ID, deadman_s=DEADMAN_S)
-    imported_s = time.monotonic() - started
-    manifest = json.loads(next((state_dir() / "images").glob("*.manifest.json")).read_text())
-    assert manifest["boot_test"]["logged_in"] and manifest["boot_test"]["interface"] == "ens5"
-    # The launched guest boots under the accelerator the rehearsal ended with (KVM can stall here).
-    monkeypatch.setenv("D2C_BOOT_TEST_ACCEL", manifest["boot_test"]["accel"])
+    done = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=2200)
+    journey_s = time.monotonic() - started
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], guest_hypervisor.errors)
 
-    ec2 = client("ec2", "us-east-1")
-    instance = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="c5.large", SubnetId=guest_hypervisor.subnet_id)["Instances"][0]
-    instance_id, address = instance["InstanceId"], instance["PrivateIpAddress"]
-    assert guest_hypervisor.wait_for(lambda: instance_id in guest_hypervisor.guests, timeout=300), guest_hypervisor.errors
-    with _login(address, debian_guest.user, key, tmp_path / "known_hosts") as host:
-        booted_s = time.monotonic() - started
-        assert host.run("findmnt -no SOURCE /").stdout_tail.strip() == "/dev/nvme0n1p1"
-        host.put(EXAMPLE, "montecarlo.py")
-        result = host.run("python3 montecarlo.py --scale 0.02 --workers 2 --out out/result.json", timeout=600)
-        assert result.ok, result.stderr_tail
-        host.get("out/result.json", tmp_path / "result.json")
-        # As root: without D-Bus in the minimal guest, only root reaches systemd (its private socket).
-        shown = host.run("sudo -n systemctl show d2c-deadman.timer -p ActiveState -p TimersMonotonic")
-        timer = shown.stdout_tail
-    output = json.loads((tmp_path / "result.json").read_text())
+    output = json.loads((project / "results" / "result.json").read_text())
+    assert output["workers"] == 2, "D2C_WORKER_COUNT reached the app inside the guest"
     geometric = output["geometric"]
     assert abs(geometric["estimate"] - geometric["exact"]) < 5 * geometric["stderr"]
-    assert "ActiveState=active" in timer and "OnBootUSec=1h" in timer.replace(" ", ""), shown.stderr_tail
+    timer = (project / "results" / "timer.txt").read_text()
+    assert "ActiveState=active" in timer and "OnBootUSec=1h" in timer.replace(" ", ""), timer
 
-    ec2.terminate_instances(InstanceIds=[instance_id])
-    guest = guest_hypervisor.guests[instance_id]
-    # The hypervisor forgets the instance before it stops QEMU, so wait for the process itself.
-    assert guest_hypervisor.wait_for(lambda: instance_id not in guest_hypervisor.hosts and guest.process.poll() is not None, timeout=60)
-    print(f"import with rehearsal {imported_s:.0f} s; import to login on the launched guest {booted_s:.0f} s; "
-          f"whole journey {time.monotonic() - started:.0f} s")
+    [run] = open_journal().runs()
+    [instance] = open_journal().resources(run.run_id, "instance")
+    guest = guest_hypervisor.guests[instance.resource_id]
+    assert "asian call" in (run.run_dir / "logs" / "master.log").read_text(), "the app's log streamed back"
+    manifest = json.loads(next((state_dir() / "images").glob("*.manifest.json")).read_text())
+    assert manifest["boot_test"]["logged_in"] and manifest["boot_test"]["interface"] == "ens5"
+    assert guest_hypervisor.wait_for(lambda: instance.resource_id not in guest_hypervisor.hosts and guest.process.poll() is not None, timeout=60), \
+        "terminating the instance stops the guest"
+    assert leftovers(run.run_id) == NOTHING
+    images = client("ec2", "us-east-1").describe_images(Owners=["self"], Filters=[{"Name": "tag:d2c:run", "Values": [run.run_id]}])["Images"]
+    assert images == [], "the run's own AMI (its key baked in) is deregistered at teardown"
+    print(f"d2c run, appliance to outputs: {journey_s:.0f} s")

@@ -260,3 +260,24 @@ def test_a_service_role_rides_in_every_plan_on_the_cheapest_type_that_holds_it(p
         "the service hosts are billed for the whole run"
     table = d2c(app, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--market", "on-demand")
     assert "2x c7g.xlarge" in table.stdout or "2x r6i.large" in table.stdout
+
+
+def test_a_family_with_no_speed_basis_is_left_out_with_a_note_unless_named(project, tmp_path):
+    """x9q has neither a table entry nor processor facts: never planned silently as a c5."""
+    folder = tmp_path / "speedless"
+    folder.mkdir()
+    for name in ("d2c.yaml", "profile.json"):
+        (folder / name).write_bytes((project / name).read_bytes())
+    offers = [
+        InstanceOffer("c6i.large", "us-east-1", 2, 4.0, "x86_64", 0.085, None, fetched_at=NOW),
+        InstanceOffer("x9q.large", "us-east-1", 2, 4.0, "x86_64", 0.010, None, fetched_at=NOW),
+    ]
+    write_catalog_csv(Catalog(tuple(offers), "import", NOW), folder / "catalog.csv")
+    plain = d2c(folder, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert "left out of plans: x9q (no speed basis" in plain.stderr and "name one in --families" in plain.stderr
+    assert all(r["instance_type"] == "c6i.large" for p in json.loads(plain.stdout)["plans"] for r in p["roles"])
+    named = d2c(folder, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--families", "x9q", "--json")
+    assert named.returncode == 0, named.stderr
+    assert "x9q: no speed basis; planned at an assumed 1 x c5 core because --families names it" in named.stderr
+    assert {r["instance_type"] for p in json.loads(named.stdout)["plans"] for r in p["roles"]} == {"x9q.large"}

@@ -59,7 +59,7 @@ def recommend(budget, deadline, regions, market, include, exclude, include_burst
     from d2c.cli.output import note
     from d2c.descriptor import BALANCE_MEANING, DEFAULT_BALANCE, load_descriptor
     from planner import recommend as planning
-    from planner.candidates import Limits, check_burstable_named
+    from planner.candidates import ASSUMED_SPEED, Limits, check_burstable_named, speedless_families
     from profiler.profile_file import load_profile
 
     if not (math.isfinite(budget) and budget > 0):
@@ -116,6 +116,12 @@ def recommend(budget, deadline, regions, market, include, exclude, include_burst
         include_burstable=include_burstable,
     )
     check_burstable_named(limits)
+    left_out, assumed = speedless_families(catalog, limits)
+    if left_out:
+        note(f"left out of plans: {', '.join(left_out)} (no speed basis: not in the family table and no processor facts); "
+             f"name one in --families to plan it at an assumed {ASSUMED_SPEED:g} x c5 core")
+    if assumed:
+        note(f"{', '.join(assumed)}: no speed basis; planned at an assumed {ASSUMED_SPEED:g} x c5 core because --families names it")
     if region_list:
         known = {offer.region for offer in catalog.offers}
         unknown = [r for r in region_list if r not in known]
