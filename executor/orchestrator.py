@@ -64,7 +64,7 @@ from executor.run_types import RecordingUI, RunResult, RunSettings, RunUI
 
 __all__ = ["Orchestrator", "RecordingUI", "RunResult", "RunSettings", "RunUI", "check_run_input", "start_with_fallback"]
 from executor.uploads import total_bytes, upload
-from executor.watchdog import Clock, Watchdog
+from executor.watchdog import Clock, Watchdog, run_watchdog
 from planner.billing import SECONDS_PER_MONTH, BillingRules
 from planner.plans import Plan, PlanSet
 
@@ -268,29 +268,12 @@ class Orchestrator:
             self._fetch(run)
 
     def _watchdog(self, run: _Run) -> Watchdog:
-        deadline_at = None
-        if run.record.deadline_s is not None:
-            deadline_at = run.record.created_at + float(run.record.deadline_s)
-        instances = self.journal.resources(run.run_id, "instance")
-        watchdog = Watchdog(
-            machines=machines_from_journal(self.journal, run.run_id, live_only=False),
-            budget_usd=run.record.budget_usd,
-            deadline_at=deadline_at,
-            clock=self.clock,
-            reserve_s=self.settings.reserve_s,
-            ebs_gb=float(run.record.details.get("ebs_gb", 0.0)),
-            expected_output_gb=float(run.record.details.get("output_gb", 0.0)),
-            rules=BillingRules().for_region(run.plan.region),
-            public_ipv4={r.resource_id for r in instances if r.details.get("public_address")},
-            check_every_s=self.settings.poll_s,
+        watchdog = run_watchdog(
+            self.journal, run.record, machines_from_journal(self.journal, run.run_id, live_only=False),
+            clock=self.clock, reserve_s=self.settings.reserve_s, check_every_s=self.settings.poll_s,
             price_source=getattr(self.provider, "spot_prices", None),
         )
         watchdog.add_egress(int(run.record.details.get("egress_bytes", 0)))
-        for instance_id, at in run.record.details.get("ended", {}).items():
-            watchdog.host_ended(instance_id, at)
-        for resource in self.journal.resources(run.run_id, "instance"):
-            if resource.deleted_at is not None:
-                watchdog.host_ended(resource.resource_id, resource.deleted_at)
         return watchdog
 
     def _deadman(self, run: _Run, *, budget_usd: float, hourly_usd: float, instances: int, deadline_s: float | None) -> int:
@@ -540,7 +523,7 @@ class Orchestrator:
             return True
         started = float(run.record.details.get("master_started_at", run.record.created_at))
         spent = watchdog.accrued_usd(now)
-        self.ui.live(now - started, spent, watchdog.budget_usd - spent)
+        self.ui.live(now - started, spent, max(watchdog.budget_usd - watchdog.reserve_usd(), 0.0))
         return False
 
     def _check_hosts_while_running(self, run: _Run) -> None:

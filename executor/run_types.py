@@ -41,8 +41,9 @@ class RunUI(Protocol):
     def log_line(self, line: str) -> None:
         """A line of the master's log."""
 
-    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
-        """The live status line."""
+    def live(self, elapsed_s: float, spent_usd: float, stop_usd: float) -> None:
+        """The live status line; ``stop_usd`` is where the watchdog stops the run now (the budget
+        less its current reserve: the next check, the fetch and the teardown)."""
 
     def progress(self, what: str, done: int, total: int) -> None:
         """Progress of provisioning, uploads and downloads."""
@@ -66,8 +67,8 @@ class RecordingUI:
     def log_line(self, line: str) -> None:
         self.log.append(line)
 
-    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
-        self.lives.append((elapsed_s, spent_usd, budget_left_usd))
+    def live(self, elapsed_s: float, spent_usd: float, stop_usd: float) -> None:
+        self.lives.append((elapsed_s, spent_usd, stop_usd))
 
     def progress(self, what: str, done: int, total: int) -> None:
         """Progress is not recorded."""

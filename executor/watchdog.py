@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from executor.journal import Journal, RunRecord
 from executor.providers.base import Machine
 
 from planner.billing import MIN_BILLED_S, SECONDS_PER_MONTH, BillingRules, CostBreakdown
@@ -216,3 +217,44 @@ class Watchdog:
             return Verdict("deadline", f"stopping: {left / 60:.1f} min left before the deadline{needs}")
         return None
 
+
+
+def ended_at(journal: Journal, record: RunRecord) -> dict[str, float]:
+    """When each of the run's instances stopped being billed: as noticed mid-run, or as torn down."""
+    ended = {key: float(at) for key, at in record.details.get("ended", {}).items()}
+    for resource in journal.resources(record.run_id, "instance"):
+        if resource.deleted_at is not None:
+            ended[resource.resource_id] = min(ended.get(resource.resource_id, resource.deleted_at), resource.deleted_at)
+    return ended
+
+
+def run_watchdog(
+    journal: Journal,
+    record: RunRecord,
+    machines: list[Machine],
+    *,
+    clock: Callable[[], float],
+    reserve_s: float = DEFAULT_RESERVE_S,
+    ended: dict[str, float] | None = None,
+    check_every_s: float = 0.0,
+    price_source: PriceSource | None = None,
+) -> Watchdog:
+    """The watchdog of a journaled run, as its controller keeps it: the run's budget and deadline,
+    its region's rates, the hosts holding a public address, the hosts that ended (``ended``,
+    default :func:`ended_at`). Egress is the caller's to add (it is counted as it is fetched)."""
+    watchdog = Watchdog(
+        machines=machines,
+        budget_usd=record.budget_usd,
+        deadline_at=None if record.deadline_s is None else record.created_at + float(record.deadline_s),
+        clock=clock,
+        reserve_s=reserve_s,
+        ebs_gb=float(record.details.get("ebs_gb", 0.0)),
+        expected_output_gb=float(record.details.get("output_gb", 0.0)),
+        rules=BillingRules().for_region(record.region),
+        public_ipv4={r.resource_id for r in journal.resources(record.run_id, "instance") if r.details.get("public_address")},
+        check_every_s=check_every_s,
+        price_source=price_source,
+    )
+    for instance_id, at in (ended_at(journal, record) if ended is None else ended).items():
+        watchdog.host_ended(instance_id, at)
+    return watchdog

@@ -79,6 +79,12 @@ def test_transfer_rows_go_when_done_even_when_a_late_stream_reports(tmp_path):
     assert final_line(1010.0, TARGETS, 0.0017) in screen.getvalue()
 
 
+def test_the_status_line_shows_the_stop_point_the_watchdog_keeps_now():
+    display = RunDisplay(TARGETS, console=Console(file=io.StringIO(), width=200, color_system=None), clock=lambda: 1010.0)
+    display.live(10.0, 0.25, 3.21)
+    assert "spent $0.25 of $5.00 (simulated), watchdog stops at $3.21" in display.line(width=200)
+
+
 # -- through a terminal ----------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -61,9 +61,10 @@ class RunTargets:
 def run_targets(plan, planset, *, reserve_s: float, started_at: float, deadline_s: float | None = None, simulated: bool = False) -> RunTargets:
     """Targets of a run of ``plan`` from ``planset`` started at ``started_at``.
 
-    The stop point follows :meth:`executor.watchdog.Watchdog.reserve_usd`: the fleet's hourly
-    price over ``reserve_s`` plus the egress of the plan set's expected outputs, priced with
-    planner.billing's rules like the plan was.
+    The stop point before the app runs is a first estimate of
+    :meth:`executor.watchdog.Watchdog.reserve_usd` (the fleet's hourly price over ``reserve_s``
+    plus the egress of the expected outputs); once it runs, every ``live`` update carries the
+    watchdog's own stop point, volumes, addresses and the gap to its next check included.
     """
     from planner.billing import BillingRules
 
@@ -180,9 +181,11 @@ class RunDisplay:
     def log_line(self, line: str) -> None:
         self.board.console.print(f"  | {line}", markup=False, highlight=False, style="dim")
 
-    def live(self, elapsed_s: float, spent_usd: float, budget_left_usd: float) -> None:
+    def live(self, elapsed_s: float, spent_usd: float, stop_usd: float) -> None:
         self.state = "running"
         self.spent_usd = spent_usd
+        # The watchdog's own stop point from now on (its reserve counts addresses, volumes and the check gap).
+        self.targets = replace(self.targets, stop_usd=stop_usd)
         if self.console.is_terminal:
             self.board.refresh()
         elif self.clock() - self.last_plain >= PLAIN_EVERY_S:

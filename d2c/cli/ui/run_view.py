@@ -19,8 +19,7 @@ from typing import Any
 
 from executor.journal import Journal, RunRecord
 from executor.providers.base import Machine, machines_from_journal
-from executor.watchdog import DEFAULT_RESERVE_S, Watchdog
-from planner.billing import BillingRules
+from executor.watchdog import ended_at, run_watchdog
 
 SERIES_POINTS = 60
 """Points on the spend-over-time curve."""
@@ -85,41 +84,8 @@ class RunView:
         return (self.first_launch or self.record.created_at) + float(seconds)
 
 
-def billing_options(record: RunRecord, journal: Journal) -> dict[str, Any]:
-    """The watchdog's regional rates and the hosts holding a public address, as the controller sets them."""
-    return {
-        "rules": BillingRules().for_region(record.region),
-        "public_ipv4": {r.resource_id for r in journal.resources(record.run_id, "instance") if r.details.get("public_address")},
-    }
-
-
-def watchdog_for(record: RunRecord, machines: list[Machine], *, clock, ended: dict[str, float], options: dict[str, Any]) -> Watchdog:
-    """The watchdog the controller keeps for ``record`` (prices from the journal, reserve by default)."""
-    watchdog = Watchdog(
-        machines=machines,
-        budget_usd=record.budget_usd,
-        deadline_at=None if record.deadline_s is None else record.created_at + float(record.deadline_s),
-        clock=clock,
-        reserve_s=DEFAULT_RESERVE_S,
-        ebs_gb=float(record.details.get("ebs_gb", 0.0)),
-        expected_output_gb=float(record.details.get("output_gb", 0.0)),
-        **options,
-    )
-    for instance_id, at in ended.items():
-        watchdog.host_ended(instance_id, at)
-    return watchdog
-
-
-def _ended_at(record: RunRecord, journal: Journal) -> dict[str, float]:
-    ended = {key: float(at) for key, at in record.details.get("ended", {}).items()}
-    for resource in journal.resources(record.run_id, "instance"):
-        if resource.deleted_at is not None:
-            ended[resource.resource_id] = min(ended.get(resource.resource_id, resource.deleted_at), resource.deleted_at)
-    return ended
-
-
 def spend_series(
-    record: RunRecord, machines: list[Machine], ended: dict[str, float], until: float, egress_bytes: int, options: dict[str, Any]
+    journal: Journal, record: RunRecord, machines: list[Machine], ended: dict[str, float], until: float, egress_bytes: int
 ) -> list[tuple[float, float]]:
     """Spend from the run's creation to ``until``, at SERIES_POINTS evenly spaced moments."""
     start = record.created_at
@@ -129,7 +95,7 @@ def spend_series(
         moment = start + span * i / SERIES_POINTS
         launched = [m for m in machines if m.launched_at <= moment]
         then = {key: min(at, moment) for key, at in ended.items()}
-        watchdog = watchdog_for(record, launched, clock=lambda m=moment: m, ended=then, options=options)
+        watchdog = run_watchdog(journal, record, launched, clock=lambda m=moment: m, ended=then)
         if i == SERIES_POINTS:
             watchdog.add_egress(egress_bytes)
         series.append((moment - start, watchdog.accrued_usd(moment) if launched else 0.0))
@@ -141,12 +107,11 @@ def run_view(record: RunRecord, journal: Journal, report: dict[str, Any] | None 
     from executor.controller import controller_alive
 
     machines = machines_from_journal(journal, record.run_id, live_only=False)
-    ended = _ended_at(record, journal)
+    ended = ended_at(journal, record)
     if now is None:
         now = record.finished_at if (not record.active and record.finished_at) else time.time()
     egress = int(record.details.get("egress_bytes", 0))
-    options = billing_options(record, journal)
-    watchdog = watchdog_for(record, machines, clock=lambda: now, ended=ended, options=options)
+    watchdog = run_watchdog(journal, record, machines, clock=lambda: now, ended=ended)
     watchdog.add_egress(egress)
     spent = watchdog.accrued_usd(now)
     if report is not None and isinstance(report.get("cost_usd"), (int, float)):
@@ -175,7 +140,7 @@ def run_view(record: RunRecord, journal: Journal, report: dict[str, Any] | None 
         spent_usd=spent,
         reserve_usd=watchdog.reserve_usd() if record.active else 0.0,
         hosts=hosts,
-        series=tuple(spend_series(record, machines, ended, now, egress, options)),
+        series=tuple(spend_series(journal, record, machines, ended, now, egress)),
         first_launch=min((m.launched_at for m in machines), default=None),
         predicted_time_s=dict(predicted.get("time_s") or {}),
         predicted_cost_usd=dict(predicted.get("cost_usd") or {}),
