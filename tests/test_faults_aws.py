@@ -172,45 +172,37 @@ class _ExpiredCredentials:
 EXPIRING_APP = {"slow.sh": "#!/bin/bash\nmkdir -p out\nsleep 5\necho done > out/answer.txt\n"}
 
 
-def _expiring_project(tmp_path: Path) -> Path:
+def _run_while_credentials_expire(hypervisor, tmp_path: Path, renewed_after_s: float | None):
+    """A run whose EC2 credentials expire as the master command starts, renewed after ``renewed_after_s`` (None: never)."""
     project = app_project(tmp_path, "expiring", EXPIRING_APP,
                           "roles:\n  - {name: master, image: app, user: root, count: 1, command: ./slow.sh}\noutputs:\n  - {remote: out, local: results}\n")
     write_plans(project / "plans.json", "expiring", [("master", 1, 1)], budget_usd=5.0)
-    return project
+    expired: list[_ExpiredCredentials] = []
+
+    def expire(message: str) -> None:
+        if message.startswith("the master command is running"):
+            expired[0].on = True
+            if renewed_after_s is not None:
+                threading.Timer(renewed_after_s, lambda: setattr(expired[0], "on", False)).start()
+
+    ui = NotingUI(expire)
+    orchestrator = _orchestrator(hypervisor, ui)
+    expired.append(_ExpiredCredentials(orchestrator.provider.ec2))
+    return _start(orchestrator, project), project, expired[0], ui
 
 
 def test_credentials_that_expire_mid_run_leave_the_app_running_and_are_picked_up_again(hypervisor, tmp_path):
-    project = _expiring_project(tmp_path)
-    expired: list[_ExpiredCredentials] = []
-
-    def expire_for_a_while(message: str) -> None:
-        if message.startswith("the master command is running"):
-            expired[0].on = True
-            threading.Timer(2.0, lambda: setattr(expired[0], "on", False)).start()
-
-    ui = NotingUI(expire_for_a_while)
-    orchestrator = _orchestrator(hypervisor, ui)
-    expired.append(_ExpiredCredentials(orchestrator.provider.ec2))
-    result = _start(orchestrator, project)
+    result, project, expired, ui = _run_while_credentials_expire(hypervisor, tmp_path, renewed_after_s=2.0)
     assert result.outcome == "succeeded", result.message
     assert (project / "results" / "answer.txt").read_text() == "done\n"
-    assert expired[0].refused, "the cloud was asked while the credentials were expired"
+    assert expired.refused, "the cloud was asked while the credentials were expired"
     notes = [n for n in ui.notes if "credentials" in n]
     assert len(notes) == 2 and "the app goes on" in notes[0] and "aws sso login" in notes[0] and "work again" in notes[1], notes
     assert leftovers(result.run_id) == NOTHING
 
 
 def test_credentials_expired_at_the_teardown_say_how_to_finish_it_and_what_bounds_the_hosts(hypervisor, tmp_path):
-    project = _expiring_project(tmp_path)
-    expired: list[_ExpiredCredentials] = []
-
-    def expire_for_good(message: str) -> None:
-        if message.startswith("the master command is running"):
-            expired[0].on = True
-
-    orchestrator = _orchestrator(hypervisor, NotingUI(expire_for_good))
-    expired.append(_ExpiredCredentials(orchestrator.provider.ec2))
-    result = _start(orchestrator, project)
+    result, project, expired, _ui = _run_while_credentials_expire(hypervisor, tmp_path, renewed_after_s=None)
     assert (project / "results" / "answer.txt").read_text() == "done\n", "the outputs come back over SSH all the same"
     assert result.outcome == "failed"
     assert f"the AWS credentials expired; run 'aws sso login' (or 'aws configure'), then run 'd2c down {result.run_id}'" in result.message
@@ -218,7 +210,7 @@ def test_credentials_expired_at_the_teardown_say_how_to_finish_it_and_what_bound
     assert "user-data: 'shutdown -h +" in result.message, "the bounds the hosts carry are named"
     assert leftovers(result.run_id)["instances"], "without credentials the host is still up"
 
-    expired[0].on = False
+    expired.on = False
     done = subprocess.run([sys.executable, "-m", "d2c", "down", result.run_id], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert leftovers(result.run_id) == NOTHING
