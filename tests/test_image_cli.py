@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -137,3 +138,23 @@ def test_deadman_on_a_guest_without_systemd_is_refused(vm_image, tmp_path):
     ova = vm_image("no-systemd", guest=Guest(systemd=False))
     _one_error_line(_d2c("image", "prepare", ova, "-o", tmp_path / "out", "--deadman", "1h"), "does not boot with systemd")
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_the_rehearsal_stops_soon_after_a_login_prompt_that_ssh_never_follows(tmp_path, monkeypatch):
+    """A guest at its login prompt has booted; SSH silent past the grace means no network, not a slow boot.
+    A real process stands in for QEMU's lifetime and nothing listens on the forwarded port."""
+    from executor.image import boot_test as rehearsal
+
+    monkeypatch.setattr(rehearsal, "LOGIN_GRACE_S", 2.0)
+    serial = tmp_path / "serial.log"
+    serial.write_bytes(b"[  OK  ] Reached target multi-user.target\r\n\r\nDebian GNU/Linux 12 labvm ttyS0\r\n\r\nlabvm login: ")
+    guest = subprocess.Popen(["sleep", "120"])
+    try:
+        started = time.monotonic()
+        result = rehearsal._watch(guest, started, 600, rehearsal.free_port(), None, None, tmp_path / "known_hosts", serial, "tcg", True)
+    finally:
+        guest.kill()
+        guest.wait()
+    assert not result.ok and time.monotonic() - started < 30, "stopped at the grace, not the 600 s wait"
+    assert result.reason.startswith("SSH did not answer ") and " s after the guest's login prompt" in result.reason
+    assert "reached its login prompt but SSH did not answer (its network did not come up by DHCP)" in result.reason

@@ -39,7 +39,9 @@ def own_time(host: LocalHost, command: str, scale: float, workers: int) -> float
 
 
 def check_extrapolation(folder: Path, command: str, scale: float, workers: int) -> None:
-    """The profile's p50 at (scale, workers) is within 20 % of the app's own time there.
+    """The app's own time at (scale, workers) lands within 20 % of the profile's p50, or between
+    80 % of p50 and p90 (where a researcher was told it could land, when the profile itself was
+    measured on a loaded machine).
 
     Other people's work on this machine slows runs down, by more than the time spent waiting
     for a CPU (shared caches and memory bandwidth make the same work take more CPU time). So
@@ -48,7 +50,9 @@ def check_extrapolation(folder: Path, command: str, scale: float, workers: int) 
     compared at the machine speed the profile saw. Up to three attempts; the closest counts.
     """
     profile_ = load_profile(folder / "profile.json")
-    predicted = profile_.predictor.runtime(scale, workers).p50
+    estimate = profile_.predictor.runtime(scale, workers)
+    predicted = estimate.p50
+    low, high = 0.8 * predicted, max(1.2 * predicted, estimate.p90)
     reference = max(r.scale for r in profile_.runs if r.workers == float(workers))
     profiled = min(r.own_wall_s for r in profile_.runs if (r.scale, r.workers) == (reference, float(workers)))
     host = LocalHost(root=folder)
@@ -56,10 +60,11 @@ def check_extrapolation(folder: Path, command: str, scale: float, workers: int) 
     for _ in range(3):
         drift = own_time(host, command, reference, workers) / profiled
         seen.append((own_time(host, command, scale, workers) / drift, drift))
-        if abs(predicted - seen[-1][0]) <= 0.2 * seen[-1][0]:
+        if low <= seen[-1][0] <= high:
             break
     measured = min(seen, key=lambda m: abs(predicted - m[0]))[0]
-    assert predicted == pytest.approx(measured, rel=0.20), f"{profile_.predictor.name}: predicted {predicted:.2f}s, measured (at profiling speed, drift) {seen}"
+    assert low <= measured <= high, (
+        f"{profile_.predictor.name}: predicted p50 {predicted:.2f}s p90 {estimate.p90:.2f}s, measured (at profiling speed, drift) {seen}")
 
 
 def test_xz_profiled_up_to_8_mib_predicts_16_mib(xz_app):

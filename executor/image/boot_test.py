@@ -22,7 +22,10 @@ open /dev/kvm yet cannot run a guest's boot loader (nested virtualization withou
 virtualization flags: GRUB stops after "Welcome to GRUB!"); when the serial console stays empty
 for ``KVM_SILENCE_S`` under KVM, the boot is started again under TCG, and later boots of the same
 process go straight to TCG. ``D2C_BOOT_TEST_ACCEL=kvm|tcg`` forces one. The wait for SSH is
-3 minutes with KVM and 10 without, or ``D2C_BOOT_TEST_TIMEOUT`` seconds when set.
+3 minutes with KVM and 10 without, or ``D2C_BOOT_TEST_TIMEOUT`` seconds when set. A guest that
+shows its login prompt on the serial console has finished booting (getty and sshd both start
+after ``network.target``), so once SSH has stayed silent for ``LOGIN_GRACE_S`` after that prompt
+the rehearsal stops there rather than at the full wait: its network never came up.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from d2c.errors import UsageError, WorkError
 QEMU = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
 DEFAULT_TIMEOUT_S = {"kvm": 180.0, "tcg": 600.0}
 KVM_SILENCE_S = 60.0
+LOGIN_GRACE_S = 45.0
+_LOGIN_PROMPT = re.compile(rb"\blogin: ")
 NIC_SLOT = 5
 NIC_MAC = "0e:d2:c0:00:00:05"
 OVMF = ("/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/qemu/OVMF.fd")
@@ -238,10 +243,24 @@ def stop(qemu: subprocess.Popen) -> None:
             qemu.wait()
 
 
+def _login_prompt_seen(serial_log: Path) -> bool:
+    try:
+        return bool(_LOGIN_PROMPT.search(serial_log.read_bytes()[-4096:]))
+    except OSError:
+        return False
+
+
 def _watch(qemu, started, timeout_s, port, user, key_path, known_hosts, serial_log, accel, power_off) -> BootResult:
     login = bool(user and key_path)
+    prompt_at: float | None = None
     while True:
         elapsed = time.monotonic() - started
+        if prompt_at is None and _login_prompt_seen(serial_log):
+            prompt_at = elapsed
+        if prompt_at is not None and elapsed - prompt_at > LOGIN_GRACE_S:
+            return BootResult(False, accel, elapsed, serial_log, reason=(
+                f"SSH did not answer {elapsed - prompt_at:.0f} s after the guest's login prompt ({elapsed:.0f} s after start); "
+                f"{serial_summary(serial_log)}"))
         if qemu.poll() is not None:
             stderr = qemu.stderr.read().decode(errors="replace").strip() if qemu.stderr else ""
             if qemu.returncode != 0 and stderr:
