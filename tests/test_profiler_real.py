@@ -62,7 +62,7 @@ def check_extrapolation(folder: Path, command: str, scale: float, workers: int) 
         seen.append((own_time(host, command, scale, workers) / drift, drift))
         if low <= seen[-1][0] <= high:
             break
-    measured = min(seen, key=lambda m: abs(predicted - m[0]))[0]
+    measured = next((m[0] for m in seen if low <= m[0] <= high), seen[-1][0])
     assert low <= measured <= high, (
         f"{profile_.predictor.name}: predicted p50 {predicted:.2f}s p90 {estimate.p90:.2f}s, measured (at profiling speed, drift) {seen}")
 
