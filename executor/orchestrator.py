@@ -640,7 +640,12 @@ class Orchestrator:
         master = run.master()
         if master is None or "workdirs" not in self.journal.run(run.run_id).details:
             return
-        if self.provider.states(run.run_id, self.journal).get(master.instance_id) not in ("pending", "running"):
+        try:
+            state = self.provider.states(run.run_id, self.journal).get(master.instance_id)
+        except CredentialsExpired:
+            # AWS cannot be asked, but the outputs come over SSH: try the master all the same.
+            state = "unknown"
+        if state not in ("pending", "running", "unknown"):
             self._note(run, "fetch-skipped", f"the master {master.name} is gone; no outputs to fetch")
             return
         self._state(run, "fetching")

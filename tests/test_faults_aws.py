@@ -196,13 +196,14 @@ def test_credentials_that_expire_mid_run_leave_the_app_running_and_are_picked_up
     assert result.outcome == "succeeded", result.message
     assert (project / "results" / "answer.txt").read_text() == "done\n"
     assert expired.refused, "the cloud was asked while the credentials were expired"
-    notes = [n for n in ui.notes if "credentials" in n]
+    notes = [n for n in ui.notes if n.startswith("the AWS credentials")]
     assert len(notes) == 2 and "the app goes on" in notes[0] and "aws sso login" in notes[0] and "work again" in notes[1], notes
     assert leftovers(result.run_id) == NOTHING
 
 
 def test_credentials_expired_at_the_teardown_say_how_to_finish_it_and_what_bounds_the_hosts(hypervisor, tmp_path):
-    result, project, expired, _ui = _run_while_credentials_expire(hypervisor, tmp_path, renewed_after_s=None)
+    result, project, expired, ui = _run_while_credentials_expire(hypervisor, tmp_path, renewed_after_s=None)
+    assert result.outcome == "failed", "\n".join(ui.notes)
     assert (project / "results" / "answer.txt").read_text() == "done\n", "the outputs come back over SSH all the same"
     assert result.outcome == "failed"
     assert f"the AWS credentials expired; run 'aws sso login' (or 'aws configure'), then run 'd2c down {result.run_id}'" in result.message
