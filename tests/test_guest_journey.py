@@ -43,7 +43,7 @@ COMMAND = (
 )
 
 
-def test_d2c_run_takes_an_appliance_to_its_outputs_on_a_guest_booted_from_the_uploaded_bytes(debian_guest, guest_hypervisor, tmp_path, monkeypatch):
+def test_d2c_run_takes_an_appliance_to_its_outputs_on_a_guest_booted_from_the_uploaded_bytes(debian_guest, guest_hypervisor, tmp_path):
     project = tmp_path / "journey"
     project.mkdir()
     shutil.copy(EXAMPLE, project / "montecarlo.py")
@@ -53,8 +53,6 @@ def test_d2c_run_takes_an_appliance_to_its_outputs_on_a_guest_booted_from_the_up
         "inputs:\n  - {local: montecarlo.py, remote: montecarlo.py}\noutputs:\n  - {remote: out, local: results}\n"
     )
     write_plans(project / "plans.json", "journey", [("master", 1, 2)], instance_type="c5.large", price_usd_h=0.085, budget_usd=5.0, time_p50=120.0)
-    # KVM opens on these machines but can stall a guest in GRUB: the rehearsal and the launched guest both use TCG.
-    monkeypatch.setenv("D2C_BOOT_TEST_ACCEL", "tcg")
     argv = [sys.executable, "-m", "d2c", "run", "--yes", "--connect", "private", "--subnet", guest_hypervisor.subnet_id,
             "--ssh-from", f"{guest_hypervisor.gateway}/32", "--ssh-timeout", "900", "--deadman", "1h", "--poll", "1"]
     started = time.monotonic()

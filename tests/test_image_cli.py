@@ -158,3 +158,13 @@ def test_the_rehearsal_stops_soon_after_a_login_prompt_that_ssh_never_follows(tm
     assert not result.ok and time.monotonic() - started < 30, "stopped at the grace, not the 600 s wait"
     assert result.reason.startswith("SSH did not answer ") and " s after the guest's login prompt" in result.reason
     assert "reached its login prompt but SSH did not answer (its network did not come up by DHCP)" in result.reason
+
+
+def test_a_kvm_stall_is_remembered_for_this_host_so_later_boots_go_straight_to_tcg():
+    from executor.image import boot_test as rehearsal
+
+    rehearsal._remember_kvm_stall()
+    assert not rehearsal.kvm_usable(), "a host whose KVM stalled a guest is not offered KVM again"
+    marker, _key = rehearsal._kvm_marker()
+    marker.write_text("4.19.0-old /usr/bin/qemu-system-x86_64 1:1\n")
+    assert rehearsal.kvm_usable() == os.access("/dev/kvm", os.R_OK | os.W_OK), "a new kernel or QEMU build is tried again"

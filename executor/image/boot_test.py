@@ -20,8 +20,8 @@ turns on) is kept as a file; when the guest does not answer, the error names wha
 KVM is used when ``/dev/kvm`` can be opened, TCG otherwise (slower, same result). Some hosts
 open /dev/kvm yet cannot run a guest's boot loader (nested virtualization without the CPU's
 virtualization flags: GRUB stops after "Welcome to GRUB!"); when the serial console stays empty
-for ``KVM_SILENCE_S`` under KVM, the boot is started again under TCG, and later boots of the same
-process go straight to TCG. ``D2C_BOOT_TEST_ACCEL=kvm|tcg`` forces one. The wait for SSH is
+for ``KVM_SILENCE_S`` under KVM, the boot is started again under TCG, and later boots on the same
+host (kernel and QEMU build) go straight to TCG: the stall is remembered in the cache folder. ``D2C_BOOT_TEST_ACCEL=kvm|tcg`` forces one. The wait for SSH is
 3 minutes with KVM and 10 without, or ``D2C_BOOT_TEST_TIMEOUT`` seconds when set. A guest that
 shows its login prompt on the serial console has finished booting (getty and sshd both start
 after ``network.target``), so once SSH has stayed silent for ``LOGIN_GRACE_S`` after that prompt
@@ -89,13 +89,33 @@ def qemu_binary(arch: str) -> str | None:
     return shutil.which(QEMU.get(arch, ""))
 
 
-_kvm_stalled = False
+def _kvm_marker() -> tuple[Path, str]:
+    """Where a KVM stall is remembered, and for which host: its kernel release and QEMU build
+    (an upgrade of either may fix it, so the marker then no longer applies)."""
+    from d2c.state import cache_dir
+
+    binary = qemu_binary("x86_64") or ""
+    build = f"{os.stat(binary).st_size}:{int(os.stat(binary).st_mtime)}" if binary else "none"
+    return cache_dir() / "kvm-stalled", f"{os.uname().release} {binary} {build}"
+
+
+def _remember_kvm_stall() -> None:
+    marker, key = _kvm_marker()
+    try:
+        marker.write_text(key + "\n")
+    except OSError:
+        pass  # only a cache: the next boot pays the probe again
 
 
 def kvm_usable() -> bool:
-    """True when /dev/kvm exists and this user can open it, and no boot of this process stalled under it."""
-    if _kvm_stalled:
-        return False
+    """True when /dev/kvm exists and this user can open it, and no boot on this host stalled under it
+    (remembered in the cache folder, so a host whose KVM cannot run a guest pays the wait once)."""
+    marker, key = _kvm_marker()
+    try:
+        if marker.read_text().strip() == key:
+            return False
+    except OSError:
+        pass
     try:
         fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
     except OSError:
@@ -219,8 +239,7 @@ def boot_test(
             try:
                 return _watch(qemu, started, limit, port, user, key_path, Path(work) / "known_hosts", serial_log, accel, power_off)
             except _KvmRefused as refused:
-                global _kvm_stalled
-                _kvm_stalled = True
+                _remember_kvm_stall()
                 reason = str(refused).strip().splitlines()[-1][:300]
                 continue
             finally:
