@@ -30,9 +30,17 @@ def check_plan_matches(descriptor: Descriptor, planset: PlanSet, plan: Plan, pla
     missing = sorted(r.name for r in descriptor.roles if r.name not in planned and (r.master or r.min_count > 0))
     if missing:
         raise UsageError(f"{plans_path}: plan {plan.rank} has no hosts for role(s) {', '.join(missing)} of {descriptor.path}; run 'd2c recommend' again")
+    services = {r.name for r in descriptor.services}
     totals: dict[str, int] = {}
     for allocation in plan.roles:
         totals[allocation.role] = totals.get(allocation.role, 0) + allocation.count
+        # Slots are MPI ranks: a service host runs none, every other host at least one.
+        if (allocation.workers_per_instance == 0) != (allocation.role in services):
+            kind = "a service role runs no ranks" if allocation.role in services else "only a service role runs no ranks"
+            raise UsageError(
+                f"{plans_path}: plan {plan.rank} gives role {allocation.role!r} {allocation.workers_per_instance} worker(s) per instance, "
+                f"but {kind}; run 'd2c recommend' again"
+            )
     for name, count in totals.items():
         role = descriptor.role(name)
         low, high = (role.count, role.count) if role.count is not None else (max(role.min_count, 1), role.max_count)

@@ -8,7 +8,6 @@ in a network namespace at each running instance's private address, so d2c connec
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from executor.journal import open_journal
 from executor.orchestrator import Orchestrator, RecordingUI, RunSettings
 from executor.providers.aws import RUN_TAG, AwsProvider
 from planner.plans import load_plans
-from tests.fixtures.executor import app_project, write_plans
+from tests.fixtures.executor import app_project, sigkill_when, write_plans
 
 pytestmark = pytest.mark.integration
 
@@ -243,21 +242,7 @@ def test_sigkill_mid_run_then_down_all_leaves_nothing(hypervisor, tmp_path):
         "--ssh-from", f"{hypervisor.gateway}/32", "--poll", "0.2",
     ]
     controller = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            runs = open_journal().runs()
-            if runs and runs[0].state == "running":
-                break
-            assert controller.poll() is None, controller.stderr.read()
-            time.sleep(0.1)
-        else:
-            pytest.fail("the run never started its master command")
-        controller.send_signal(signal.SIGKILL)
-        controller.wait(timeout=10)
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+    runs = sigkill_when(controller, lambda: [r for r in open_journal().runs() if r.state == "running"], never="the run never started its master command")
     run_id = runs[0].run_id
     assert len(leftovers(run_id)["instances"]) == 3
     # The journal is lost too: only the d2c:run tags lead to the resources now.

@@ -124,6 +124,10 @@ def test_a_service_role_runs_its_command_and_gets_no_mpi_slots(tmp_path):
     assert ["io", "io-1", "0"] in [line.split()[1:] for line in hosts]
     assert mark.read_text() == "io ran as io\n"
 
+    write_plans(project / "plans.json", "services", [("master", 1, 1), ("worker", 2, 4), ("io", 1, 2)])
+    slotted = d2c("run", "--provider", "local", cwd=project)
+    assert slotted.returncode == 2 and "gives role 'io' 2 worker(s) per instance, but a service role runs no ranks" in slotted.stderr
+
 
 def test_the_mpi_hostfile_leaves_out_hosts_without_slots():
     from executor.contextualize import hostfile_text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 
 from executor.journal import open_journal
 from executor.orchestrator import RunSettings
-from tests.fixtures.executor import app_project, write_plans
+from tests.fixtures.executor import app_project, sigkill_when, write_plans
 from tests.sshd_server import generate_keypair
 from tests.test_executor_aws import NOTHING, NotingUI, _orchestrator, _start, leftovers
 
@@ -52,22 +51,12 @@ def _cli(hypervisor) -> list[str]:
 def test_sigkill_while_provisioning_then_resume_finishes_and_leaves_nothing(hypervisor, tmp_path):
     project = _project(tmp_path, "./job.sh", [("master", 1, 1), ("worker", 2, 1)])
     controller = subprocess.Popen([sys.executable, "-m", "d2c", "run", "--yes", *_cli(hypervisor)], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            journal = open_journal(read_only=True)
-            runs = journal.runs()
-            if runs and runs[0].state == "provisioning" and len(journal.resources(runs[0].run_id, "instance")) == 3:
-                break
-            assert controller.poll() is None, controller.stderr.read()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the run never launched its instances")
-        controller.send_signal(signal.SIGKILL)
-        controller.wait(timeout=10)
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+
+    def launched():
+        journal = open_journal(read_only=True)
+        return [r for r in journal.runs() if r.state == "provisioning" and len(journal.resources(r.run_id, "instance")) == 3]
+
+    runs = sigkill_when(controller, launched, never="the run never launched its instances", poll_s=0.02)
     run_id = runs[0].run_id
     first_attempt = {r.resource_id for r in open_journal().resources(run_id, "instance")}
     assert open_journal().run(run_id).state == "provisioning"
