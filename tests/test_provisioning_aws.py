@@ -191,8 +191,8 @@ def test_a_quota_too_small_is_refused_before_anything_launches(aws, tmp_path, mo
     assert client("ec2", "us-east-1").describe_instances()["Reservations"] == [], "no run_instances call was made"
 
 
-def _answer(provider: AwsProvider, operation: str, response: dict, sent: list[dict]) -> None:
-    """Answer ``operation`` on the provider's EC2 client with ``response``, recording each request in ``sent``."""
+def _answer(provider: AwsProvider, operation: str, response: dict, sent: list[dict], ec2=None) -> None:
+    """Answer ``operation`` on the provider's EC2 client (or ``ec2``) with ``response``, recording each request in ``sent``."""
 
     def build(params, **_):
         sent.append(dict(params))
@@ -200,8 +200,35 @@ def _answer(provider: AwsProvider, operation: str, response: dict, sent: list[di
     def reply(**_):
         return type("Response", (), {"status_code": 200, "headers": {}, "text": "", "content": b""})(), {**response, "ResponseMetadata": {"HTTPStatusCode": 200}}
 
-    provider.ec2.meta.events.register(f"before-parameter-build.ec2.{operation}", build)
-    provider.ec2.meta.events.register(f"before-call.ec2.{operation}", reply)
+    ec2 = ec2 or provider.ec2
+    ec2.meta.events.register(f"before-parameter-build.ec2.{operation}", build)
+    ec2.meta.events.register(f"before-call.ec2.{operation}", reply)
+
+
+def test_a_tagged_placement_group_without_a_journal_is_found_and_deleted(aws):
+    """moto implements no placement groups: DescribePlacementGroups and DeletePlacementGroup are answered as
+    AWS documents them (API_DescribePlacementGroups, API_DeletePlacementGroup); the rest runs against moto."""
+    provider = AwsProvider(region="us-east-1", poll_s=0.1)
+    group = {"GroupName": "d2c-lost-run", "State": "available", "Strategy": "cluster", "GroupId": "pg-0123456789abcdef0",
+             "Tags": [{"Key": "d2c:run", "Value": "lost-run"}]}
+    asked: list[dict] = []
+    deleted: list[dict] = []
+    _answer(provider, "DescribePlacementGroups", {"PlacementGroups": [group]}, asked, ec2=provider.ec2_once)
+    _answer(provider, "DeletePlacementGroup", {}, deleted)
+    assert open_journal().runs() == []
+    assert provider.leftovers(open_journal()) == {"lost-run": ["d2c-lost-run"]}
+    lines = provider.teardown("lost-run", open_journal())
+    assert "deleted placement group d2c-lost-run" in lines and [d["GroupName"] for d in deleted] == ["d2c-lost-run"]
+    assert asked[-1]["Filters"] == [{"Name": "tag:d2c:run", "Values": ["lost-run"]}]
+
+
+def test_a_cloud_without_placement_groups_does_not_hold_up_the_teardown(aws):
+    """moto answers DescribePlacementGroups with an error, as an endpoint without the API would: asked once, nothing found."""
+    provider = AwsProvider(region="us-east-1", poll_s=0.1)
+    calls: list[str] = []
+    provider.ec2_once.meta.events.register("before-send.ec2.DescribePlacementGroups", lambda **_: calls.append("sent"))
+    assert provider.leftovers(open_journal()) == {}
+    assert calls == ["sent"], "one attempt, no retries"
 
 
 def test_an_mpi_run_is_launched_into_a_cluster_placement_group_deleted_at_teardown(aws, tmp_path):

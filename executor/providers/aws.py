@@ -50,8 +50,14 @@ plan of more hosts is refused (https://docs.aws.amazon.com/AWSEC2/latest/UserGui
 https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreatePlacementGroup.html). Types
 whose ``PlacementGroupInfo.SupportedStrategies`` (DescribeInstanceTypes,
 https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_PlacementGroupInfo.html) lack the
-strategy (burstable t3 has no ``cluster``) run without a group, as the run's events say. Groups
-cost nothing, so teardown and ``down --all`` go by the journal for them.
+strategy (burstable t3 has no ``cluster``) run without a group, as the run's events say.
+Teardown deletes the journaled group and any other tagged with the run (DescribePlacementGroups
+with a ``tag:`` filter, https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribePlacementGroups.html),
+and ``down --all`` finds tagged groups without a journal. Placement groups cost nothing ("There
+is no charge for creating a placement group",
+https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/placement-groups.html), so that search is
+asked once, without retries, and a failure to answer it (moto implements no placement groups)
+leaves them and lets the teardown go on.
 
 Instances are reached at their public address, or at the private one with ``connect="private"``
 (``--connect private`` / ``D2C_CONNECT=private``: for users on a VPN into the VPC, and for the
@@ -231,6 +237,7 @@ class AwsProvider:
         self.poll_s = poll_s
         self._ec2 = None
         self._ssm = None
+        self._ec2_once = None
         self._maps_public: dict[str, bool] = {}
         self._roots: dict[str, dict[str, Any] | None] = {}
         self._role: tuple[str | None, str | None] | None = None
@@ -240,6 +247,13 @@ class AwsProvider:
         if self._ec2 is None:
             self._ec2 = client("ec2", self.region)
         return self._ec2
+
+    @property
+    def ec2_once(self):
+        """An EC2 client that asks once, without retries: for searches whose failure must not hold anything up."""
+        if self._ec2_once is None:
+            self._ec2_once = client("ec2", self.region, attempts=1)
+        return self._ec2_once
 
     @property
     def ssm(self):
@@ -880,7 +894,9 @@ class AwsProvider:
                 self._delete_with_retry(lambda v=volume_id: self.ec2.delete_volume(VolumeId=v), "InvalidVolume.NotFound")
                 journal.mark_deleted(run_id, "volume", volume_id)
                 lines.append(f"deleted volume {volume_id}")
-            for name in sorted({r.resource_id for r in journal.resources(run_id, "placement_group", live_only=True)}):
+            placement_groups = {r.resource_id for r in journal.resources(run_id, "placement_group", live_only=True)}
+            placement_groups |= set(self._tagged_placement_groups(run_id).get(run_id, []))
+            for name in sorted(placement_groups):
                 # A group with instances still shutting down refuses deletion for a while (InvalidPlacementGroup.InUse).
                 self._delete_with_retry(lambda n=name: self.ec2.delete_placement_group(GroupName=n), "InvalidPlacementGroup.Unknown", "InvalidPlacementGroup.InUse")
                 journal.mark_deleted(run_id, "placement_group", name)
@@ -927,6 +943,21 @@ class AwsProvider:
                 continue
             lines.append(tagged.delete_upload(s3, bucket, item))
         return lines
+
+    def _tagged_placement_groups(self, run_id: str | None) -> dict[str, list[str]]:
+        """Placement groups tagged ``d2c:run`` (that run's, or every run's), by run; {} when EC2 does
+        not answer (module docstring: they are free, so the search never holds up a teardown)."""
+        filters = [{"Name": f"tag:{RUN_TAG}", "Values": [run_id]}] if run_id else [{"Name": "tag-key", "Values": [RUN_TAG]}]
+        try:
+            groups = self.ec2_once.describe_placement_groups(Filters=filters)["PlacementGroups"]
+        except Exception:  # noqa: BLE001 - an error, an unparsable answer: nothing found, and the teardown goes on
+            return {}
+        found: dict[str, list[str]] = {}
+        for group in groups:
+            run = next((t["Value"] for t in group.get("Tags", []) if t["Key"] == RUN_TAG), None)
+            if run and group.get("State") != "deleted":
+                found.setdefault(run, []).append(group["GroupName"])
+        return found
 
     def _scheduler_call(self, call) -> bool:
         """Run a Scheduler call; an account or endpoint without EventBridge Scheduler counts as nothing to do."""
@@ -1004,6 +1035,8 @@ class AwsProvider:
                 add(group.get("Tags"), group["GroupId"])
             for key in self.ec2.describe_key_pairs(Filters=tag_filter)["KeyPairs"]:
                 add(key.get("Tags"), key["KeyName"])
+            for run, names in self._tagged_placement_groups(None).items():
+                found.setdefault(run, []).extend(names)
             for run, image in tagged.find_images(self.ec2, None):
                 found.setdefault(run, []).append(image["ImageId"])
             for run, resource_id in tagged.find_snapshots(self.ec2, None):
