@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from d2c.cli.aws_options import aws_profile_option
+
 if TYPE_CHECKING:
     from d2c.descriptor import Descriptor, Role
 
@@ -80,6 +82,7 @@ def summary_lines(descriptor: Descriptor) -> list[str]:
 
 
 @click.command("check")
+@aws_profile_option
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--cloud", is_flag=True, help="also check the AWS side: credentials, region, vCPU quotas against the plan, your address, the scheduler role")
 @click.option("--plans", "plans_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plans.json"), show_default=True,
