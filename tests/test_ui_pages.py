@@ -119,3 +119,13 @@ def test_why_a_model_was_chosen_names_the_margin_the_fit_used():
     assert "margin (2.0 %, half the 4.0 % noise measured between repeats" in measured
     guessed = why_chosen(_model_with_two_close_candidates(noise=0.0, margin=0.0225))
     assert "margin (2.2 %, 25 % of the best score, as no point was repeated" in guessed
+
+
+def test_the_plans_table_says_a_service_role_runs_no_ranks(tmp_path):
+    from planner.plans import load_plans
+    from tests.fixtures.executor import write_plans
+
+    path = write_plans(tmp_path / "plans.json", "demo", [("master", 1, 2), ("io", 2, 0)])
+    html = page_plans.plans_table(load_plans(path), path, path)
+    assert "master: " in html and "2 worker(s) each" in html
+    assert re.search(r"io: .*2× .*t3\.micro.*service, no ranks", html)

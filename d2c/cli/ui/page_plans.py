@@ -153,13 +153,18 @@ def rehearse_form(rank: int, token: str) -> str:
     )
 
 
+def _slots(workers_per_instance: int) -> str:
+    """What each host of an allocation runs: its worker ranks, or none for a service role's hosts."""
+    return f"{workers_per_instance} worker(s) each" if workers_per_instance else "service, no ranks"
+
+
 def plans_table(planset, plans_path: Path, default_path: Path, rehearse_token: str | None = None) -> str:
     """The ranked plans (with a rehearse button each when the dashboard allows it)."""
     rows = []
     for plan in sorted(planset.plans, key=lambda p: p.rank):
         roles = "<br>".join(
             f'{escape(a.role)}: <span class="nowrap">{a.count}× <span class="type">{escape(a.instance_type)}</span></span> <span class="muted small">{escape(a.market)}, '
-            f"{a.workers_per_instance} worker(s) each{', ' + escape(str(getattr(a, 'zone'))) if getattr(a, 'zone', None) else ''}</span>"
+            f"{_slots(a.workers_per_instance)}{', ' + escape(str(a.zone)) if a.zone else ''}</span>"
             for a in plan.roles
         )
         rows.append(
