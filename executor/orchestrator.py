@@ -532,8 +532,11 @@ class Orchestrator:
         Watching the app needs only SSH; what is lost without credentials is the view of the
         instances (a spot interruption is then seen as the master not answering). The watchdog
         still counts the money by the clock, and the hosts' own bounds (the in-guest timer, the
-        server-side schedule) do not depend on the desktop's credentials. Once renewed, botocore's
-        refreshable credentials (an SSO login, an assumed role) are picked up by the next check.
+        server-side schedule) do not depend on the desktop's credentials. Credentials boto3 refreshes
+        by itself work again at a later check: a profile that assumes a role ("refreshing credentials
+        as needed", https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html),
+        or an SSO profile once ``aws sso login`` has renewed its token. Expired static keys stay
+        expired, and the run then ends as the teardown message says.
         """
         try:
             self._check_hosts(run)
