@@ -27,7 +27,8 @@ gap-limited answer is a :class:`d2c.errors.WorkError`, never a plan.
 
 A problem whose plans use at most two worker types (``max_types`` 1 or 2, the default) is solved
 by the exact search of ``planner.pair_search`` instead, the same model without a solver and many
-times faster (benchmarks/README.md); ``solver="cbc"`` and ``combinatorial=False`` always solve the
+times faster (benchmarks/README.md), unless a level would have it try too many fleets (large
+counts under a loose budget); ``solver="cbc"`` and ``combinatorial=False`` always solve the
 integer program.
 """
 
@@ -159,9 +160,13 @@ def solve(
     if most < 1:
         return None
     if combinatorial and solver == "highs" and pair_search.covers(sub):
-        found = pair_search.solve(sub, window, most=most, budget_usd=budget_usd, deadline_s=deadline_s, cost_cap=cost_cap,
-                                  cuts=cuts, objective=objective)
-        return None if found is None else Solution(*found)
+        try:
+            found = pair_search.solve(sub, window, most=most, budget_usd=budget_usd, deadline_s=deadline_s, cost_cap=cost_cap,
+                                      cuts=cuts, objective=objective)
+        except pair_search.TooLarge:
+            pass  # large counts under a loose budget: the integer program below
+        else:
+            return None if found is None else Solution(*found)
     bounds = _count_bounds(sub, allowed_w, allowed_m, most, budget_usd, cost_cap)
     if solver == "highs":
         return _solve_highs(sub, window, bounds, most, budget_usd=budget_usd, cost_cap=cost_cap, cuts=cuts, objective=objective)

@@ -82,6 +82,13 @@ class _Level:
 
 _BLOCK = 1 << 20
 """Most (master, pair, count) combinations held in memory at once."""
+MOST_COMBINATIONS = 1 << 23
+"""Beyond this many (master, pair, count) combinations at one level (large counts under a loose
+budget), :class:`TooLarge` hands the solve to the integer program."""
+
+
+class TooLarge(Exception):
+    """The search at some level would try more than ``MOST_COMBINATIONS`` fleets."""
 
 
 def solve(
@@ -97,7 +104,8 @@ def solve(
 ):
     """The optimal fleet of ``sub`` with its level in ``window``: ``(counts, master, level, value)``
     or None when none is feasible. ``most`` is the most worker instances (the role's maximum, less
-    the master under an instance limit); ``cuts`` are ``planner.ilp`` cut keys."""
+    the master under an instance limit); ``cuts`` are ``planner.ilp`` cut keys. Raises
+    :class:`TooLarge` where the integer program is the better tool."""
     allowed_w = sub.workers.allowed(deadline_s)
     allowed_m = None if sub.master is None else sub.master.allowed(deadline_s)
     limits = _Limits(
@@ -289,6 +297,8 @@ def _pairs(lv: _Level, limits: _Limits, m, room50, room90, e50, e90, cost_cap: f
     best = None
     sizes = length.ravel()[flat]
     ends = np.cumsum(sizes)
+    if ends[-1] > MOST_COMBINATIONS:
+        raise TooLarge
     start = 0
     while start < flat.size:
         stop = int(np.searchsorted(ends, (ends[start - 1] if start else 0) + _BLOCK, side="right"))

@@ -13,6 +13,7 @@ cost caps, no-good cuts, both objectives).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -25,8 +26,7 @@ from planner.billing import BillingRules
 from planner.candidates import Limits, build_candidates
 from planner.catalog import Catalog, InstanceOffer
 from planner.enumeration import best_distinct, enumerate_fleets, enumerate_mixes
-from planner.problem import evaluate
-from planner.problem import RoleGroup, build_levels, build_subproblems, capacity_range
+from planner.problem import RoleGroup, build_levels, build_subproblems, capacity_range, evaluate
 from tests.fixtures.planner_models import AmdahlModel, ErnestModel, UslModel
 
 FAMILIES = [("c5", "x86_64"), ("c6i", "x86_64"), ("c7g", "arm64"), ("m5", "x86_64"), ("t3", "x86_64")]
@@ -205,8 +205,6 @@ def test_fastest_affordable_matches_brute_force(seed):
 def test_service_roles_are_priced_at_the_cheapest_type_that_holds_them(seed):
     """Every plan of an app with a service role (an I/O server) carries it; the integer program's
     cheapest plan equals brute force over worker fleets *and* every type the service could take."""
-    from dataclasses import replace
-
     from planner.billing import instance_usd
     from planner.problem import HOST_OVERHEAD_MB, MEMORY_HEADROOM, burstable
 
@@ -301,3 +299,19 @@ def test_pair_search_agrees_with_the_integer_program(seed):
                         assert e is not None and e.level == got[True].level
                         assert (e.cost50 if objective == "cost" else e.time90) == pytest.approx(got[True].objective, rel=1e-9)
                         cuts = {comb: cuts[comb] + (got[comb].key,) for comb in (True, False)}
+
+
+def test_a_search_too_large_for_the_pair_search_goes_to_the_integer_program(monkeypatch):
+    """Where a level would have the pair search try too many fleets, the integer program solves it,
+    with the same plans (a case whose cheapest plan mixes two types)."""
+    catalog, model, workers, master, limits = random_pair_case(25)
+    subs, _ = build(catalog, model, workers, master, limits)
+    args = dict(top=3, budget_usd=limits.budget_usd, deadline_s=limits.deadline_s)
+    searched = ranking.best_plans(subs, **args)
+    assert len(searched[0].counts) == 2
+    monkeypatch.setattr(pair_search, "MOST_COMBINATIONS", 0)
+    with pytest.raises(pair_search.TooLarge):
+        pair_search.solve(subs[0], np.arange(len(subs[0].levels)), most=workers.max_count,
+                          budget_usd=limits.budget_usd, deadline_s=limits.deadline_s)
+    solved = ranking.best_plans([replace(sub, solver_state={}) for sub in subs], **args)
+    assert [f.evaluation.cost50 for f in solved] == pytest.approx([f.evaluation.cost50 for f in searched], rel=1e-7)
