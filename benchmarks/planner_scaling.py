@@ -17,9 +17,11 @@ Measured per size, in one run:
 
 End to end (a second table): what ``d2c recommend`` computes after loading the catalog, the top
 5 distinct worker mixes plus the cost/time frontier (``planner.recommend.build_problem`` and
-``recommend``), for a master + worker app (1 master, 1..64 workers, the master's ranks counted)
-with static and with dynamic balance, HiGHS (the default) and CBC, against the same brute force
-over the same problems, on the whole sample and on 50,000 rows.
+``recommend``), for a master + worker app (1 master, 1..64 workers, the master's ranks counted,
+at most 2 worker types) with static and with dynamic balance: the default search (at most two
+types: ``planner.pair_search``), the integer program in HiGHS (``ilp.solve`` with
+``combinatorial=False``, patched in for the run) and in CBC, against the same brute force over
+the same problems, on the whole sample and on 50,000 rows. All must give the same plan costs.
 
 Usage: ``python benchmarks/planner_scaling.py [--sizes 100,1000,...] [--e2e-sizes 0,50000]
 [--repeats 3]``; prints Markdown tables for benchmarks/README.md.
@@ -28,7 +30,9 @@ Usage: ``python benchmarks/planner_scaling.py [--sizes 100,1000,...] [--e2e-size
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import statistics
@@ -40,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planner import ranking  # noqa: E402
+from planner import ilp, ranking  # noqa: E402
 from planner.billing import BillingRules  # noqa: E402
 from planner.candidates import Limits, build_candidates  # noqa: E402
 from planner.catalog import Catalog  # noqa: E402
@@ -119,12 +123,18 @@ def build(catalog: Catalog, limits: Limits, prune: bool = True):
     ), len(candidates)
 
 
-def timed(function, repeats: int):
+def runs(function, repeats: int):
+    """Each run's seconds, and the last result."""
     times, result = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)
+    return times, result
+
+
+def timed(function, repeats: int):
+    times, result = runs(function, repeats)
     return statistics.median(times), result
 
 
@@ -172,13 +182,28 @@ def main() -> None:
         end_to_end(sample, [int(s) for s in args.e2e_sizes.split(",")], args.repeats, brute_force=not args.e2e_no_brute)
 
 
+@contextlib.contextmanager
+def integer_program():
+    """Every solve through the integer program (HiGHS), as before the pair search."""
+    solve = ilp.solve
+    ilp.solve = functools.partial(solve, combinatorial=False)
+    try:
+        yield
+    finally:
+        ilp.solve = solve
+
+
+def cells(times: list[float]) -> str:
+    return f"{statistics.median(times):.2f} ({', '.join(f'{t:.2f}' for t in times)})"
+
+
 def end_to_end(sample: Catalog, sizes: list[int], repeats: int, brute_force: bool = True) -> None:
     """The second table: top 5 + frontier for a master + worker app, static and dynamic."""
     from planner import recommend as planning
 
     print()
-    print("| candidate rows | balance | recommend HiGHS s (runs) | recommend CBC s | brute force 1..64 s | brute / HiGHS | plans | #1 $ | #1 $ brute (single type) |")
-    print("|---:|:---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| candidate rows | balance | recommend s (runs) | HiGHS ILP s (runs) | CBC ILP s | brute force 1..64 s | brute / recommend | plans | #1 $ | #1 $ brute (single type) |")
+    print("|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         catalog = catalog_of(sample, size)
         for balance in ("static", "dynamic"):
@@ -188,13 +213,17 @@ def end_to_end(sample: Catalog, sizes: list[int], repeats: int, brute_force: boo
                 subs = planning.build_problem(Amdahl(), catalog, MASTER_WORKERS, limits, scale=1.0, rules=BillingRules())
                 return planning.recommend(subs, limits, top=5, solver=solver)
 
-            times = []
+            # Interleaved, so that a change of load on the shared machine touches both alike.
+            times, ilp_times = [], []
             for _ in range(repeats):
-                start = time.perf_counter()
-                result = run("highs")
-                times.append(time.perf_counter() - start)
+                seconds, result = runs(lambda: run("highs"), 1)
+                times += seconds
+                with integer_program():
+                    seconds, by_ilp = runs(lambda: run("highs"), 1)
+                ilp_times += seconds
             cbc_s, cbc = timed(lambda: run("cbc"), 1)
-            assert [p.cost_usd.p50 for p in cbc.plans[:5]] == [p.cost_usd.p50 for p in result.plans[:5]]
+            costs = lambda r: [p.cost_usd.p50 for p in r.plans[:5]]  # noqa: E731
+            assert costs(cbc) == costs(result) == costs(by_ilp), (costs(result), costs(by_ilp), costs(cbc))
 
             def brute():
                 subs = planning.build_problem(Amdahl(), catalog, MASTER_WORKERS, limits, scale=1.0, rules=BillingRules())
@@ -208,7 +237,7 @@ def end_to_end(sample: Catalog, sizes: list[int], repeats: int, brute_force: boo
             else:
                 brute_cells = f"— | — | {len(result.plans)} | {result.plans[0].cost_usd.p50:.4f} | — |"
             print(
-                f"| {rows(catalog):,}{' (whole sample)' if size == 0 else ''} | {balance} | {median:.2f} ({', '.join(f'{t:.2f}' for t in times)}) | "
+                f"| {rows(catalog):,}{' (whole sample)' if size == 0 else ''} | {balance} | {cells(times)} | {cells(ilp_times)} | "
                 f"{cbc_s:.2f} | {brute_cells}",
                 flush=True,
             )

@@ -2,6 +2,8 @@
 
 * :func:`enumerate_fleets` tries every count vector of a small region/market: the oracle the
   property test holds the integer program to.
+* :func:`enumerate_mixes` does the same over every fleet of at most two (``max_types``) worker
+  types, for catalogs too large to try every count vector: the oracle of the pair search.
 * :func:`best_homogeneous_loop` is what the original Desktop to Cloud did, type x count 1..63
   one at a time: the baseline of ``benchmarks/planner_scaling.py``.
 * :func:`homogeneous_bests` is the same search vectorized with numpy; its plans are feasible, so
@@ -41,6 +43,19 @@ def enumerate_fleets(sub: Subproblem, *, budget_usd: float, deadline_s: float | 
             evaluation = evaluate(sub, as_dict, master, budget_usd=budget_usd, deadline_s=deadline_s)
             if evaluation is not None:
                 yield Fleet(sub, as_dict, master, evaluation)
+
+
+def enumerate_mixes(sub: Subproblem, *, budget_usd: float, deadline_s: float | None, max_count: int, max_types: int = 2):
+    """Every feasible fleet of at most ``max_types`` worker types, 1..``max_count`` instances of each."""
+    masters = [None] if sub.master is None else list(range(len(sub.master.cands)))
+    for size in range(max_types + 1):
+        for types in itertools.combinations(range(len(sub.workers.cands)), size):
+            for counts in itertools.product(range(1, max_count + 1), repeat=size):
+                as_dict = dict(zip(types, counts))
+                for master in masters:
+                    evaluation = evaluate(sub, as_dict, master, budget_usd=budget_usd, deadline_s=deadline_s)
+                    if evaluation is not None:
+                        yield Fleet(sub, as_dict, master, evaluation)
 
 
 def best_distinct(fleets, top: int) -> list[Fleet]:

@@ -24,6 +24,12 @@ when every candidate has the same interruption rate (then the time is the level'
 ``τ >= time_ik·(y_k + u_i - 1)`` over the types used. Both solvers run with zero optimality gap, and a result is only
 accepted when PuLP reports the problem *and* the solution optimal: a time-limited or
 gap-limited answer is a :class:`d2c.errors.WorkError`, never a plan.
+
+A problem whose plans use at most two worker types (``max_types`` 1 or 2, the default) is solved
+by the exact search of ``planner.pair_search`` instead, the same model without a solver and many
+times faster (benchmarks/README.md), unless a level would have it try too many fleets (large
+counts under a loose budget); ``solver="cbc"`` and ``combinatorial=False`` always solve the
+integer program.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from d2c.errors import WorkError
+from planner import pair_search
 from planner.problem import Subproblem
 
 SOLVERS = ("highs", "cbc")
@@ -135,6 +142,7 @@ def solve(
     cuts: tuple[CutKey, ...] = (),
     objective: str = "cost",
     solver: str = "highs",
+    combinatorial: bool = True,
 ) -> Solution | None:
     """The optimal fleet of ``sub`` with its level in ``window``, or None when none is feasible.
 
@@ -151,6 +159,14 @@ def solve(
         most = min(most, sub.max_instances - (1 if master is not None else 0))
     if most < 1:
         return None
+    if combinatorial and solver == "highs" and pair_search.covers(sub):
+        try:
+            found = pair_search.solve(sub, window, most=most, budget_usd=budget_usd, deadline_s=deadline_s, cost_cap=cost_cap,
+                                      cuts=cuts, objective=objective)
+        except pair_search.TooLarge:
+            pass  # large counts under a loose budget: the integer program below
+        else:
+            return None if found is None else Solution(*found)
     bounds = _count_bounds(sub, allowed_w, allowed_m, most, budget_usd, cost_cap)
     if solver == "highs":
         return _solve_highs(sub, window, bounds, most, budget_usd=budget_usd, cost_cap=cost_cap, cuts=cuts, objective=objective)

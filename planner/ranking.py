@@ -14,6 +14,9 @@ types, cheapest-looking region first. Two bounds keep this fast and exact:
 p90 time within the budget (the integer program with objective ``τ``), then the cheapest plan at
 that time. Between them, ``FRONTIER_POINTS`` deadlines spaced geometrically each give the
 cheapest plan that meets them. Each is Pareto-optimal in (p90 time, p50 cost) among all plans.
+
+Every solve is ``planner.ilp.solve``: the integer program, or for plans of at most two worker
+types the exact search of ``planner.pair_search``; both answer the same question exactly.
 """
 
 from __future__ import annotations
