@@ -256,8 +256,10 @@ def test_a_service_role_rides_in_every_plan_on_the_cheapest_type_that_holds_it(p
     first = plans[0]
     hourly = lambda roles: sum(r["count"] * r["price_usd_h"] for r in roles)  # noqa: E731
     run_h = first["time_s"]["p50"] / 3600
-    assert first["cost_breakdown"]["compute"] >= hourly(first["roles"]) * run_h > hourly([r for r in first["roles"] if r["role"] != "io"]) * run_h, \
-        "the service hosts are billed for the whole run"
+    # Each host is billed at least the run's time (rounded in plans.json): the service hosts too.
+    compute = first["cost_breakdown"]["compute"]
+    assert compute >= hourly(first["roles"]) * run_h * (1 - 1e-3), "the service hosts are billed for the whole run"
+    assert compute > hourly([r for r in first["roles"] if r["role"] != "io"]) * run_h * 1.2
     table = d2c(app, "recommend", "--budget", "5", "--catalog", "catalog.csv", "--market", "on-demand")
     assert "2x c7g.xlarge" in table.stdout or "2x r6i.large" in table.stdout
 
