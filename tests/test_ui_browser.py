@@ -29,9 +29,14 @@ def _css(driver, selector: str):
 
 
 def _wait_for(predicate, timeout: float = 15.0, what: str = "the page to change"):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:
+            value = None  # a live page replaced the element between finding and reading it: look again
         if value:
             return value
         time.sleep(0.2)
