@@ -61,8 +61,16 @@ class Found:
 
     @property
     def fleet(self) -> tuple:
-        """What makes two fleets the same: region, market, counts per type and the master."""
-        return (self.sub.region, self.sub.market, tuple(sorted(self.counts.items())), self.master)
+        """What makes two fleets the same: region, market, count per type (and credit mode) and the
+        master's type. Named by type, not by candidate index: indices count within one problem, and
+        a region and market hold several (one per family, for static balance)."""
+        def name(group, index: int) -> tuple:
+            cand = group.cands[index]
+            return cand.instance_type, cand.cpu_credits
+
+        workers = tuple(sorted((name(self.sub.workers, i), n) for i, n in self.counts.items() if n > 0))
+        master = None if self.master is None or self.sub.master is None else name(self.sub.master, self.master)
+        return (self.sub.region, self.sub.market, workers, master)
 
 
 

@@ -252,3 +252,19 @@ def test_a_solution_not_proven_optimal_is_refused(monkeypatch):
     monkeypatch.setattr(pulp.LpProblem, "solve", time_limited)
     with pytest.raises(WorkError, match=r"^the cbc solver did not prove a plan optimal \(status Optimal, solution Solution Found\); try --solver highs$"):
         ranking.best_plans(subs, top=1, budget_usd=10, deadline_s=None, solver="cbc")
+
+
+def test_fleets_of_two_families_planned_apart_are_never_taken_for_one_another():
+    """Static balance plans each family as a problem of its own, whose candidates are numbered from 0:
+    one c6i.large master and worker is not one c7g.large master and worker. (Taken for the same
+    fleet, the fastest plan was left out of the list and a slower one called the fastest.)"""
+    from planner.ranking import Found
+
+    model = AmdahlModel(serial_s=0.0, parallel_s=24_000.0, spread=1.0)
+    limits = Limits(budget_usd=10, market="on-demand", balance="static")
+    catalog = Catalog((offer("c6i.large", 2, 4, 0.085), offer("c7g.large", 2, 4, 0.0725, arch="arm64")), "test", NOW)
+    subs = planning.build_problem(model, catalog, MASTER_WORKERS, limits, scale=1.0, rules=PLAIN)
+    assert sorted(s.family for s in subs) == ["c6i", "c7g"] and {len(s.workers.cands) for s in subs} == {1}
+    fleets = [Found(sub, {0: 1}, 0, None).fleet for sub in subs]
+    assert fleets[0] != fleets[1], fleets
+    assert {f[2][0][0][0] for f in fleets} == {"c6i.large", "c7g.large"}, "fleets are named by their types"
