@@ -1,6 +1,6 @@
 """Planner scaling: time to find the top-5 plans against catalog size, ILP against brute force.
 
-Catalogs of 100 to 50,000 candidate (type, region, market) rows are built from the reference
+Catalogs of 100 to 50,000 candidate (type, region, market; spot per zone) rows are built from the reference
 sample (/work/shared/data/aws-ec2-vms-sample.csv, read in place): smaller ones are seeded
 subsets of its regions, larger ones add synthetic regions whose prices are the real ones times a
 seeded factor in [0.9, 1.1]. The app is single-role (every instance runs workers, 1..63 of them)
@@ -76,7 +76,8 @@ class Amdahl:
 
 
 def rows(catalog: Catalog) -> int:
-    return sum(1 + (o.spot_usd_h is not None) for o in catalog.offers)
+    """Candidate rows: one on demand per offer, one spot per zone priced (or one for the region)."""
+    return sum(1 + (len(o.spot_zones) or (o.spot_usd_h is not None)) for o in catalog.offers)
 
 
 def catalog_of(sample: Catalog, size: int, seed: int = 7) -> Catalog:
@@ -96,6 +97,7 @@ def catalog_of(sample: Catalog, size: int, seed: int = 7) -> Catalog:
                 region=f"{o.region}-x{copy}",
                 on_demand_usd_h=round(o.on_demand_usd_h * factor[o.instance_type], 5),
                 spot_usd_h=None if o.spot_usd_h is None else round(o.spot_usd_h * factor[o.instance_type], 5),
+                spot_zones=tuple((zone, round(price * factor[o.instance_type], 5)) for zone, price in o.spot_zones),
             )
             for o in sample.offers
         ]
@@ -110,7 +112,7 @@ def catalog_of(sample: Catalog, size: int, seed: int = 7) -> Catalog:
         if total >= size:
             break
         chosen.append(offers[index])
-        total += 1 + (offers[index].spot_usd_h is not None)
+        total += rows(Catalog((offers[index],), "", sample.fetched_at))
     return Catalog(tuple(chosen), "benchmark", sample.fetched_at)
 
 

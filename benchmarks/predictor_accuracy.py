@@ -4,7 +4,7 @@ For each local workload: profile it at small scales with 1 and 2 workers (``d2c 
 design, sampling and stopping rules, time box 60 s, full scale 100x the largest profiled), fit
 the chosen model and Ernest's model (Venkataraman et al., NSDI 2016; the same NNLS fit and
 calibrated interval, restricted to its family) to the same runs, then run the app at larger
-scales (4-16x the largest profiled) twice and compare. This machine is shared, so runs are
+scales (4-16x the largest profiled) three times and compare. This machine is shared, so runs are
 compared by their ``own`` time (waiting for CPUs taken by other work removed, see
 profiler.sampling), corrected for the machine's drift since profiling (see ``measure``).
 
@@ -78,21 +78,25 @@ def own_and_wall(host: LocalHost, workload: Workload, scale: float, workers: int
     return outcome.record.own_wall_s, outcome.record.wall_s
 
 
+ATTEMPTS = 3
+
+
 def measure(host: LocalHost, workload: Workload, runs, scale: float, workers: int) -> list[float]:
-    """The target's own time at the machine speed the profile saw, in each of two attempts.
+    """The target's own time at the machine speed the profile saw, in each of ``ATTEMPTS`` attempts.
 
     Each attempt first re-runs the largest point profiled with the same workers; its own time
     now over its own time in the profile is the machine's drift (other work slows the same work
-    down beyond waiting for a CPU), which the target's own time is divided by.
+    down beyond waiting for a CPU). The targets' own times are divided by the median drift of the
+    attempts, so that one disturbed reference run does not move a measurement.
     """
     reference = max(r.scale for r in runs if r.workers == float(workers) and r.fitted)
     profiled = min(r.own_wall_s for r in runs if (r.scale, r.workers) == (reference, float(workers)) and r.fitted)
-    corrected = []
-    for _ in range(2):
-        drift = own_and_wall(host, workload, reference, workers)[0] / profiled
-        own, _ = own_and_wall(host, workload, scale, workers)
-        corrected.append(own / drift)
-    return corrected
+    drifts, owns = [], []
+    for _ in range(ATTEMPTS):
+        drifts.append(own_and_wall(host, workload, reference, workers)[0] / profiled)
+        owns.append(own_and_wall(host, workload, scale, workers)[0])
+    drift = float(np.median(drifts))
+    return [own / drift for own in owns]
 
 
 ERNEST_RCV1 = (
@@ -176,15 +180,17 @@ def run(quick: bool) -> None:
             chosen, ernest = Score(), Score()
             measured = []
             for scale, workers in workload.targets:
-                for own in measure(host, workload, runs, scale, workers):
-                    chosen.add(chosen_model.runtime(scale, workers), own)
+                predicted = chosen_model.runtime(scale, workers)
+                owns = measure(host, workload, runs, scale, workers)
+                for own in owns:
+                    chosen.add(predicted, own)
                     if ernest_model is not None:
                         ernest.add(ernest_model.runtime(scale, workers), own)
-                    measured.append(round(own, 2))
+                measured.append(f"{scale:g}x{workers}: p50 {predicted.p50:.2f} p90 {predicted.p90:.2f} own {', '.join(f'{o:.2f}' for o in owns)}")
             rows.append((workload.name, chosen_model.name, chosen, ernest))
             full = chosen_model.runtime(spec.full_scale, 2).p50
             costs.append((workload.name, len(runs), profiling_s, full, profiling_s / full))
-            print(f"  {workload.name}: {len(runs)} runs in {profiling_s:.1f}s; targets {workload.targets}; own {measured}", flush=True)
+            print(f"  {workload.name}: {len(runs)} runs in {profiling_s:.1f}s, {chosen_model.name}; {'; '.join(measured)}", flush=True)
         chosen, ernest = public_record()
         rows.append(("Spark LR on RCV1, 7 runs on r3.xlarge (Ernest's record)", "", chosen, ernest))
         print("\n### p50 error, p90 coverage and p90/p50\n")

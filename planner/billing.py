@@ -211,9 +211,12 @@ def instance_items(price_usd_h, run_s, rate_per_s, rules: BillingRules, credit_u
 def instance_usd(price_usd_h, run_s, rate_per_s, rules: BillingRules):
     """Cost of one instance (price, root volume, public address) over a run of ``run_s`` seconds.
 
-    Works elementwise on numpy arrays so the planner can price a whole catalog at once.
+    Works elementwise on numpy arrays so the planner can price a whole catalog at once: the sum of
+    :func:`instance_items` (credits are part of the price), in one product per element.
     """
-    return instance_items(price_usd_h, run_s, rate_per_s, rules).total
+    billed = billed_seconds(run_s, rate_per_s, rules)
+    per_s = (np.asarray(price_usd_h, dtype=float) + rules.ipv4_usd_h) / 3600.0 + rules.ebs_gb * rules.ebs_usd_gb_month / SECONDS_PER_MONTH
+    return billed * per_s
 
 
 def plan_fixed_items(run_s, rules: BillingRules) -> CostBreakdown:

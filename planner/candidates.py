@@ -14,6 +14,15 @@ per-size baseline speed, and in ``unlimited`` mode, at full speed with the surpl
 CPU-bound app added to its price (``planner.billing.surplus_credit_usd_h``). The candidate's
 ``cpu_credits`` is carried into the plan, and the launch asks for that mode.
 
+Spot prices differ by Availability Zone, and a plan's hosts all launch in one zone (one subnet;
+"a cluster placement group is a logical grouping of instances within a single Availability
+Zone", https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/placement-strategies.html). So a spot offer
+whose catalog keeps zone prices is a candidate once per zone, at that zone's price, and the
+planner keeps each plan in one zone (``planner.problem``): the cheapest zone of each type taken
+apart would price a mix that no single zone sells. An offer with only the region's summary is
+one candidate at its lowest price, zone unnamed (the launch picks the cheapest zone). Local Zones
+are left out (``planner.catalog.is_local_zone``: they need an opt-in and a subnet of their own).
+
 Capacity is counted in whole *units* of 1/``UNITS_PER_WORKER`` of a desktop-core worker, so
 that capacity sums are exact integers for the solver and the brute-force check alike.
 """
@@ -24,7 +33,7 @@ from dataclasses import dataclass
 
 from d2c.errors import UsageError
 from planner.billing import CREDIT_MODES, is_burstable, interruption_rate_per_s, surplus_credit_usd_h
-from planner.catalog import Catalog, InstanceOffer
+from planner.catalog import Catalog, InstanceOffer, is_local_zone
 from profiler.fleet import family_speed, instance_capacity
 
 UNITS_PER_WORKER = 100
@@ -79,6 +88,8 @@ class Candidate:
     """``standard`` or ``unlimited`` for a burstable type, None for the others."""
     credit_usd_h: float = 0.0
     """Surplus-credit charge per hour included in ``price_usd_h`` (unlimited mode only)."""
+    zone: str | None = None
+    """The zone whose spot price this is; None on demand, or when the catalog has no zone prices."""
 
     @property
     def instance_type(self) -> str:
@@ -138,12 +149,21 @@ def build_candidates(catalog: Catalog, limits: Limits, host_speed: float = 1.0) 
                 continue
             surplus = surplus_credit_usd_h(offer.instance_type, offer.vcpus) if credits == "unlimited" else 0.0
             for market in markets:
-                price = offer.on_demand_usd_h if market == "on-demand" else offer.spot_usd_h
-                if price is None or price <= 0:
-                    continue
                 rate = interruption_rate_per_s(offer.interruption_bucket) if market == "spot" else 0.0
-                rows.append(Candidate(offer, market, float(price) + surplus, units, capacity.workers_per_instance, rate, credits, surplus))
+                for zone, price in _prices(offer, market):
+                    if price is None or price <= 0:
+                        continue
+                    rows.append(Candidate(offer, market, float(price) + surplus, units, capacity.workers_per_instance, rate, credits, surplus, zone))
     return rows
+
+
+def _prices(offer: InstanceOffer, market: str) -> tuple[tuple[str | None, float | None], ...]:
+    """``(zone, price)`` to plan ``offer`` with in ``market``: one per zone for spot when known."""
+    if market == "on-demand":
+        return ((None, offer.on_demand_usd_h),)
+    if not offer.spot_zones:
+        return ((None, offer.spot_usd_h),)
+    return tuple((zone, price) for zone, price in offer.spot_zones if not is_local_zone(zone))
 
 
 def has_speed_basis(instance_type: str) -> bool:

@@ -9,8 +9,9 @@ Format (``version`` 1)::
                 "output_gb": 0.0},
      "plans": [{"rank": 1, "region": "us-east-1", "why": "…", "on_frontier": true,
                 "time_s": {"p50": …, "p90": …}, "cost_usd": {"p50": …, "p90": …},
-                "also_in": [{"region": "us-east-2", "cost_usd": {"p50": …, "p90": …}}, …],
-                "zone": "us-east-1a" | null,
+                "also_in": [{"region": "us-east-2", "zone": "use2-az1" | null,
+                             "cost_usd": {"p50": …, "p90": …}}, …],
+                "zone": "use1-az4" | "us-east-1a" | null,
                 "cost_breakdown": {"compute": …, "ebs": …, "public_ipv4": …, "egress": …,
                                    "snapshots": …, "cpu_credits": …},
                 "roles": [{"role": "master", "instance_type": "c6i.xlarge", "count": 1,
@@ -20,8 +21,9 @@ Format (``version`` 1)::
                            "cpu_credits": null, "zone": null, "root_gb": 8.0}, …]}, …]}
 
 ``cost_breakdown`` is the p50 cost by what AWS bills (``planner.billing``); its items add up to
-``cost_usd.p50``. ``zone`` is the Availability Zone a spot price came from (null: the launch
-picks the zone). ``cpu_credits`` is the credit mode a burstable type was priced with and is
+``cost_usd.p50``. ``zone`` is the Availability Zone a spot plan was priced in and launches in:
+an AZ ID (``use1-az4``, the same zone in every account) or a zone name, as the catalog named it
+(null: the launch picks the zone). ``cpu_credits`` is the credit mode a burstable type was priced with and is
 launched in; ``price_usd_h`` includes its surplus credits in ``unlimited`` mode.
 """
 
@@ -36,6 +38,7 @@ from typing import Any, Callable
 
 from d2c.errors import UsageError
 from planner.billing import CREDIT_MODES, CostBreakdown
+from planner.catalog import zone_in_region
 from profiler.prediction import Estimate
 
 PLANS_VERSION = 1
@@ -68,10 +71,12 @@ class RoleAllocation:
 
 @dataclass(frozen=True)
 class Alternative:
-    """The same worker mix in another region (or with another master type), at its own cost."""
+    """The same worker mix in another region or zone (or with another master type), at its own cost."""
 
     region: str
     cost_usd: Estimate
+    zone: str | None = None
+    """The zone, for a spot plan priced per zone."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ class PlanSet:
                     "zone": p.zone,
                     "cost_breakdown": p.breakdown.to_dict() if p.breakdown is not None else None,
                     "roles": [asdict(a) for a in p.roles],
-                    "also_in": [{"region": a.region, "cost_usd": asdict(a.cost_usd)} for a in p.also_in],
+                    "also_in": [{"region": a.region, "zone": a.zone, "cost_usd": asdict(a.cost_usd)} for a in p.also_in],
                 }
                 for p in self.plans
             ],
@@ -183,9 +188,6 @@ lists them: https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 """``family.size`` as EC2 names instance types: https://docs.aws.amazon.com/ec2/latest/instancetypes/instance-type-names.html"""
 ARCHES = ("x86_64", "arm64")
-ZONE_SUFFIX_RE = re.compile(r"^[a-z]$|^-[a-z]{3}-\d+[a-z]?$")
-"""What follows the Region code in an Availability Zone name (``us-east-1a``) or a Local Zone's
-(``us-east-1-bos-1a``): https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html"""
 PLAN_MARKETS = MARKETS + ("any",)
 
 
@@ -237,8 +239,8 @@ class _Fields:
         return value
 
     def zone(self, value: Any, where: str, region: str) -> str:
-        if not isinstance(value, str) or not value.startswith(region) or not ZONE_SUFFIX_RE.match(value[len(region):]):
-            raise self.fail(where, f"{value!r} is not an Availability Zone of {region} such as '{region}a'")
+        if not isinstance(value, str) or not zone_in_region(value, region):
+            raise self.fail(where, f"{value!r} is not an Availability Zone of {region} such as '{region}a' or an AZ ID such as 'use1-az2'")
         return value
 
     def flag(self, value: Any, where: str) -> bool:
@@ -324,9 +326,11 @@ def _list(f: _Fields, value: Any, where: str) -> list[Any]:
 
 
 def _alternative(f: _Fields, raw: Any, where: str) -> Alternative:
+    region = f.region(f.get(raw, "region", where), f"{where}.region")
     return Alternative(
-        region=f.region(f.get(raw, "region", where), f"{where}.region"),
+        region=region,
         cost_usd=f.estimate(f.get(raw, "cost_usd", where), f"{where}.cost_usd"),
+        zone=_optional(raw, "zone", lambda v: f.zone(v, f"{where}.zone", region)),
     )
 
 

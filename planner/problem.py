@@ -29,7 +29,8 @@ Semantics (the model both solve exactly):
   ``D2C_WORKER_COUNT``), so its speed counts in the fleet's capacity and its memory holds its
   ranks besides the master process. Burstable types never serve as the master: the master
   coordinates the whole run, and a throttled master slows every worker. A plan stays in one
-  region and one market.
+  region and one market, and a spot plan in one zone when the catalog prices zones
+  (``planner.candidates``): each zone is a problem of its own, at that zone's prices.
 * **Service roles** (an I/O server, a parameter server: neither the master nor the profiled
   workers) run their own command and no ranks. Each gets its least count of the cheapest type
   per hour that holds its ``memory_mb`` (:func:`service_hosts`), billed for the whole run: a
@@ -173,7 +174,7 @@ class GroupArrays:
 
 @dataclass
 class Subproblem:
-    """Everything about planning within one region and market."""
+    """Everything about planning within one region and market (and zone, for zone-priced spot)."""
 
     region: str
     market: str
@@ -189,14 +190,20 @@ class Subproblem:
     balance: str = "dynamic"
     family: str = ""
     """The one family of every candidate (static balance); empty when families mix."""
-    twins: list[str] = field(default_factory=list)
-    """Other regions where this very problem arises (same types, prices and billing rules): the same plans run there."""
+    twins: list[tuple[str, str | None]] = field(default_factory=list)
+    """Other (region, zone) places where this very problem arises (same types, prices and billing
+    rules): the same plans run there."""
     rules: BillingRules = BillingRules()
     """The billing rules the costs were priced with (for a plan's cost breakdown)."""
     solver_state: dict = field(default_factory=dict, repr=False)
     """Solver models kept between solves (``planner.highs_model``)."""
+    floors: dict = field(default_factory=dict, repr=False)
+    """Budget -> the least p50 cost any plan of this problem can have, whatever the deadline
+    (``planner.ranking``), kept between searches."""
     services: tuple[ServiceHosts, ...] = ()
     """Service hosts every plan of this problem carries; their cost is in ``fixed50``/``fixed90``."""
+    zone: str | None = None
+    """The zone whose spot prices this problem has; None on demand or with region-wide prices."""
 
     @property
     def one_family(self) -> bool:
@@ -323,8 +330,8 @@ def build_subproblems(
     prune: bool = True,
     services: tuple[RoleGroup, ...] = (),
 ) -> list[Subproblem]:
-    """Group the candidates by (region, market), and by family for static balance, price them on
-    every level and prune dominated ones. A region whose problem is identical to an earlier one's
+    """Group the candidates by (region, market, zone), and by family for static balance, price them
+    on every level and prune dominated ones. A place whose problem is identical to an earlier one's
     (same types, prices, rates and quota) is solved once: it is listed in that problem's ``twins``.
 
     ``homogeneous`` is ``max_types=1``. Burstable types are left out of the master role.
@@ -333,56 +340,69 @@ def build_subproblems(
     if homogeneous:
         max_types = 1
     by_key: dict[tuple[str, str, str], list[Candidate]] = {}
-    by_market: dict[tuple[str, str], list[Candidate]] = {}
+    by_place: dict[tuple[str, str, str], list[Candidate]] = {}
     for cand in candidates:
-        by_market.setdefault((cand.region, cand.market), []).append(cand)
+        by_place.setdefault((cand.region, cand.market, cand.zone or ""), []).append(cand)
         # Static balance keeps a plan in one family, so each family is a problem of its own.
         family = cand.offer.family if balance == "static" else ""
         by_key.setdefault((cand.region, cand.market, family), []).append(cand)
     subs = []
     base_rules = rules
     seen: dict[tuple, Subproblem] = {}
-    for (region, market, family), cands in sorted(by_key.items()):
+    for (region, market, family), every in sorted(by_key.items()):
         rules = base_rules.for_region(region)
-        quota = (quotas or {}).get(region, {}).get(market)
-        hosts = service_hosts(services, by_market[(region, market)])
-        if hosts is None:
-            continue
-        most = max_instances
-        if hosts:
-            # The service hosts take their share of the vCPU quota and of the instance limit first.
-            used_vcpus = sum(h.cand.vcpus * h.count for h in hosts)
-            quota = None if quota is None else quota - used_vcpus
-            most = None if most is None else most - sum(h.count for h in hosts)
-            if (quota is not None and quota <= 0) or (most is not None and most <= 0):
+        # Priced once for all the zones of a region; each zone's problem takes its own rows.
+        priced = [None if group is None else _group_arrays(group, every, levels, rules) for group in (workers, master)]
+        zone_of = [c.zone or "" for c in every]
+        for zone in sorted(set(zone_of)):
+            in_zone = np.array([z == zone for z in zone_of], dtype=bool)
+            cands = [c for c, here in zip(every, in_zone) if here]
+            quota = (quotas or {}).get(region, {}).get(market)
+            hosts = service_hosts(services, by_place[(region, market, zone)])
+            if hosts is None:
                 continue
-        groups = []
-        for group in (workers, master):
-            if group is None:
-                groups.append(None)
-                continue
-            arrays = _group_arrays(group, cands, levels, rules)
-            keep = arrays.fits.any(axis=1)
-            if group is master:
-                keep &= np.array([not burstable(c.offer.family) for c in cands], dtype=bool)
-            if prune:
-                keep &= undominated(arrays, levels, quota is not None, same_family=balance == "static")
-            groups.append(_subset(arrays, keep))
-        if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
-            continue
-        signature = (market, family, quota, rules, _signature(groups[0]), _signature(groups[1]),
-                     tuple((h.role, h.cand.instance_type, h.cand.price_usd_h, h.cand.rate_per_s) for h in hosts))
-        if signature in seen:
-            seen[signature].twins.append(region)
-            continue
-        seen[signature] = Subproblem(
-            region=region, market=market, family=family, levels=levels, workers=groups[0], master=groups[1],
-            fixed50=plan_fixed_usd(levels.t50, rules) + _services_usd(hosts, levels.t50, rules),
-            fixed90=plan_fixed_usd(levels.t90, rules) + _services_usd(hosts, levels.t90, rules),
-            quota_vcpus=quota, max_instances=most, max_types=max_types, balance=balance, rules=rules, services=hosts,
-        )
-        subs.append(seen[signature])
+            most = max_instances
+            if hosts:
+                # The service hosts take their share of the vCPU quota and of the instance limit first.
+                used_vcpus = sum(h.cand.vcpus * h.count for h in hosts)
+                quota = None if quota is None else quota - used_vcpus
+                most = None if most is None else most - sum(h.count for h in hosts)
+                if (quota is not None and quota <= 0) or (most is not None and most <= 0):
+                    continue
+            groups = []
+            for group, all_arrays in zip((workers, master), priced):
+                if group is None:
+                    groups.append(None)
+                    continue
+                arrays = _subset(all_arrays, in_zone)
+                keep = arrays.fits.any(axis=1)
+                if group is master:
+                    keep &= np.array([not burstable(c.offer.family) for c in cands], dtype=bool)
+                if prune:
+                    keep &= undominated(arrays, levels, quota is not None, same_family=balance == "static")
+                groups.append(_subset(arrays, keep))
+            sub = _subproblem(region, market, zone, family, groups, hosts, quota, most, levels, rules, seen, max_types, balance)
+            if sub is not None:
+                subs.append(sub)
     return subs
+
+
+def _subproblem(region, market, zone, family, groups, hosts, quota, most, levels, rules, seen, max_types, balance) -> Subproblem | None:
+    """The problem of one place, or None when it has no candidates or is a twin of one in ``seen``."""
+    if not groups[0].cands or (groups[1] is not None and not groups[1].cands):
+        return None
+    signature = (market, family, quota, rules, _signature(groups[0]), _signature(groups[1]),
+                 tuple((h.role, h.cand.instance_type, h.cand.price_usd_h, h.cand.rate_per_s) for h in hosts))
+    if signature in seen:
+        seen[signature].twins.append((region, zone or None))
+        return None
+    seen[signature] = Subproblem(
+        region=region, market=market, zone=zone or None, family=family, levels=levels, workers=groups[0], master=groups[1],
+        fixed50=plan_fixed_usd(levels.t50, rules) + _services_usd(hosts, levels.t50, rules),
+        fixed90=plan_fixed_usd(levels.t90, rules) + _services_usd(hosts, levels.t90, rules),
+        quota_vcpus=quota, max_instances=most, max_types=max_types, balance=balance, rules=rules, services=hosts,
+    )
+    return seen[signature]
 
 
 def service_hosts(services: tuple[RoleGroup, ...], cands: list[Candidate]) -> tuple[ServiceHosts, ...] | None:

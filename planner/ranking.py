@@ -61,8 +61,8 @@ class Found:
 
     @property
     def fleet(self) -> tuple:
-        """What makes two fleets the same: region, market, count per type (and credit mode) and the
-        master's type. Named by type, not by candidate index: indices count within one problem, and
+        """What makes two fleets the same: region, market, zone, count per type (and credit mode) and
+        the master's type. Named by type, not by candidate index: indices count within one problem, and
         a region and market hold several (one per family, for static balance)."""
         def name(group, index: int) -> tuple:
             cand = group.cands[index]
@@ -70,15 +70,15 @@ class Found:
 
         workers = tuple(sorted((name(self.sub.workers, i), n) for i, n in self.counts.items() if n > 0))
         master = None if self.master is None or self.sub.master is None else name(self.sub.master, self.master)
-        return (self.sub.region, self.sub.market, workers, master)
+        return (self.sub.region, self.sub.market, self.sub.zone, workers, master)
 
 
 
 def distinct(found: list[Found]) -> list[Found]:
-    """One plan per worker mix, the cheapest (first region in name order on a tie), cheapest first;
-    the others with that mix are folded into its ``also``."""
+    """One plan per worker mix, the cheapest (first region and zone in name order on a tie), cheapest
+    first; the others with that mix are folded into its ``also``."""
     groups: dict[tuple, list[Found]] = {}
-    for plan in sorted(found, key=lambda f: (f.evaluation.cost50, f.sub.region)):
+    for plan in sorted(found, key=lambda f: (f.evaluation.cost50, f.sub.region, f.sub.zone or "")):
         groups.setdefault(plan.mix, []).append(plan)
     return [replace(first, also=tuple(rest)) for first, *rest in groups.values()]
 
@@ -99,10 +99,13 @@ def lower_bounds(sub: Subproblem, deadline_s: float | None) -> tuple[np.ndarray,
         fixed = sub.fixed50 if which == "cost50" else sub.fixed90
         part = units * ratio + fixed
         if sub.master is not None:
-            # The master's ranks replace workers' capacity at no better than the workers' best rate.
+            # The workers hold what the master's ranks leave of the level, at no better than their
+            # best rate. Never below zero, so that a deadline (fewer types: a higher rate) only
+            # raises the bound (``_floor``).
             with np.errstate(invalid="ignore"):
-                adjusted = getattr(sub.master, which) - ratio[None, :] * sub.master.cap[:, None].astype(float)
-            part = np.where(np.isfinite(ratio), part + np.where(allowed_m, adjusted, np.inf).min(axis=0), np.inf)
+                rest = np.maximum(units[None, :] - sub.master.cap[:, None].astype(float), 0.0)
+                adjusted = getattr(sub.master, which) + ratio[None, :] * rest
+            part = np.where(np.isfinite(ratio), fixed + np.where(allowed_m, adjusted, np.inf).min(axis=0), np.inf)
         parts.append(part)
     if sub.master is not None:
         time = np.maximum(time, np.where(allowed_m, sub.master.time90, np.inf).min(axis=0))
@@ -113,7 +116,7 @@ def lower_bounds(sub: Subproblem, deadline_s: float | None) -> tuple[np.ndarray,
 def _evaluated(sub: Subproblem, solution: ilp.Solution, budget_usd: float, deadline_s: float | None) -> Found:
     evaluation = evaluate(sub, solution.counts, solution.master, budget_usd=budget_usd, deadline_s=deadline_s)
     if evaluation is None or evaluation.level != solution.level:
-        raise WorkError(f"internal: the solver's plan for {sub.region} {sub.market} does not check out against the model")
+        raise WorkError(f"internal: the solver's plan for {sub.region} {sub.market}{' in ' + sub.zone if sub.zone else ''} does not check out against the model")
     return Found(sub, solution.counts, solution.master, evaluation)
 
 
@@ -151,9 +154,22 @@ def best_plans(
     least the optimum); tight caps keep the programs small. The same mix found in other regions
     (or with another master) is folded into the plan's ``also``.
     """
-    bounds = {id(sub): lower_bounds(sub, deadline_s) for sub in subs}
+    # Problems are visited by a bound that holds for every deadline (kept between searches), and
+    # their exact bounds under this deadline are computed only when that bound is under the cap.
+    order = sorted(subs, key=lambda s: _floor(s, budget_usd))
+    bounds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def bounds_of(sub: Subproblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if id(sub) not in bounds:
+            bounds[id(sub)] = lower_bounds(sub, deadline_s)
+        return bounds[id(sub)]
+
     single: dict[tuple, float] = {}
-    for sub in subs:
+    for sub in order:
+        # A problem whose bound is above the top-th cheapest single-type plan so far holds none
+        # cheaper: the rest (in bound order) cannot change the caps below.
+        if len(single) >= top and _floor(sub, budget_usd) > sorted(single.values())[top - 1] * (1 + _TOL) + _TOL:
+            break
         for i, _, _, cost in homogeneous_bests(sub, budget_usd=budget_usd, deadline_s=deadline_s):
             key = (sub.market, (sub.workers.cands[i].instance_type,))
             single[key] = min(cost, single.get(key, np.inf))
@@ -163,16 +179,16 @@ def best_plans(
     state = {id(sub): [] for sub in subs}  # the plans found in each, in the order found (cheapest first)
     found: list[Found] = []
     growth = _FIRST_GROWTH
-    # Cheapest-looking regions first, so the cap on later ones tightens sooner.
-    order = sorted(subs, key=lambda s: float(np.min(np.where(bounds[id(s)][1] <= budget_usd, bounds[id(s)][0], np.inf))))
     while True:
+        ranked = distinct(found)
         for sub in order:
-            lb50, lb90, _ = bounds[id(sub)]
+            limit = min(cap, ranked[top - 1].evaluation.cost50) if len(ranked) >= top else cap
+            limit = limit * (1 + _TOL) + _TOL
+            if _floor(sub, budget_usd) > limit:
+                break  # so is every problem after it
+            lb50, lb90, _ = bounds_of(sub)
             mine = state[id(sub)]
             while len(mine) < top:
-                ranked = distinct(found)
-                limit = min(cap, ranked[top - 1].evaluation.cost50) if len(ranked) >= top else cap
-                limit = limit * (1 + _TOL) + _TOL
                 window = np.flatnonzero((lb50 <= limit) & (lb90 <= budget_usd * (1 + _TOL)))
                 if window.size == 0:
                     break
@@ -184,11 +200,23 @@ def best_plans(
                     break
                 mine.append(_evaluated(sub, solution, budget_usd, deadline_s))
                 found.append(mine[-1])
+                ranked = distinct(found)
+                limit = min(cap, ranked[top - 1].evaluation.cost50) if len(ranked) >= top else cap
+                limit = limit * (1 + _TOL) + _TOL
         ranked = distinct(found)
         if len(ranked) >= top or cap >= last_cap:
             return ranked[:top]
         cap = min(last_cap, cap * (1 + growth))
         growth *= 2
+
+
+def _floor(sub: Subproblem, budget_usd: float) -> float:
+    """The least p50 cost of any plan of ``sub`` within the budget, under any deadline: a deadline
+    only removes types from a level, so the bounds without one are below the bounds with one."""
+    if budget_usd not in sub.floors:
+        lb50, lb90, _ = lower_bounds(sub, None)
+        sub.floors[budget_usd] = float(np.min(np.where(lb90 <= budget_usd * (1 + _TOL), lb50, np.inf), initial=np.inf))
+    return sub.floors[budget_usd]
 
 
 def fastest_time(subs: list[Subproblem], *, budget_usd: float, deadline_s: float | None, solver: str = "highs") -> float | None:

@@ -240,7 +240,7 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
     hosts = [(group.role, group.cands[index], count) for group, index, count in used]
     hosts += [(service.role, service.cand, service.count) for service in sub.services]
     for role, cand, count in hosts:
-        allocations.append(_allocation(role.role, cand, count, role.works, role.ebs_gb))
+        allocations.append(_allocation(role.role, cand, count, role.works, role.ebs_gb, sub.zone))
         role_rules = sub.rules if role.ebs_gb is None else replace(sub.rules, ebs_gb=role.ebs_gb)
         one = instance_items(cand.price_usd_h, run_s, cand.rate_per_s, role_rules, cand.credit_usd_h)
         breakdown = breakdown + one.times(count)
@@ -258,27 +258,29 @@ def to_plan(found: ranking.Found, rank: int, why: str, on_frontier: bool) -> Pla
 
 
 def _also_in(found: ranking.Found) -> tuple[Alternative, ...]:
-    """The other regions running the same worker mix, cheapest first: identical problems, then other finds."""
+    """The other places (regions, zones) running the same worker mix, cheapest first: identical
+    problems, then other finds."""
     cost = lambda e: Estimate(p50=round(float(e.cost50), 4), p90=round(float(e.cost90), 4))  # noqa: E731
-    seen = {found.sub.region}
+    seen = {(found.sub.region, found.sub.zone)}
     also = []
     for other in (found, *found.also):
-        for region in ([] if other is found else [other.sub.region]) + list(other.sub.twins):
-            if region not in seen:
-                seen.add(region)
-                also.append((float(other.evaluation.cost50), region, cost(other.evaluation)))
-    return tuple(Alternative(region, estimate) for _, region, estimate in sorted(also))
+        for place in ([] if other is found else [(other.sub.region, other.sub.zone)]) + list(other.sub.twins):
+            if place not in seen:
+                seen.add(place)
+                also.append((float(other.evaluation.cost50), place[0], place[1] or "", cost(other.evaluation)))
+    return tuple(Alternative(region, estimate, zone or None) for _, region, zone, estimate in sorted(also))
 
 
-def _allocation(role: str, cand, count: int, works: bool, root_gb: float | None) -> RoleAllocation:
-    """``workers_per_instance`` is the host's slots: its ranks in the hostfile and D2C_WORKER_COUNT."""
+def _allocation(role: str, cand, count: int, works: bool, root_gb: float | None, zone: str | None) -> RoleAllocation:
+    """``workers_per_instance`` is the host's slots: its ranks in the hostfile and D2C_WORKER_COUNT.
+    ``zone`` is the problem's: every host of a zone-priced spot plan launches there."""
     offer = cand.offer
     return RoleAllocation(
         role=role, instance_type=offer.instance_type, count=int(count), market=cand.market, region=offer.region,
         vcpus=int(offer.vcpus), memory_gib=float(offer.memory_gib), arch=offer.arch,
         price_usd_h=float(cand.price_usd_h), workers_per_instance=int(cand.workers_per_instance) if works else 0,
         on_demand_usd_h=float(offer.on_demand_usd_h) if offer.on_demand_usd_h else None,
-        cpu_credits=cand.cpu_credits, root_gb=root_gb,
+        cpu_credits=cand.cpu_credits, root_gb=root_gb, zone=zone,
     )
 
 

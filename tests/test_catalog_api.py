@@ -125,12 +125,41 @@ def test_live_catalog_from_moto_ec2_and_stubbed_price_list(aws):
     # moto answers every zone with the same spot price; min and median over zones agree.
     assert large.spot_usd_h is not None and large.spot_usd_h == large.spot_median_usd_h
     assert catalog.spot_fetched_at is not None
+    # Each zone's price is kept; moto's answer names zones only (no AvailabilityZoneId).
+    offered = {o["Location"] for o in client("ec2", "us-east-1").describe_instance_type_offerings(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["c6i.large"]}])["InstanceTypeOfferings"]}
+    assert {zone for zone, _ in large.spot_zones} <= offered and len(large.spot_zones) > 1
     # Types the region offers but the price list did not price still carry their spot price.
     unpriced = catalog.find("c6i.2xlarge", "us-east-1")
     assert unpriced is not None and unpriced.on_demand_usd_h is None and unpriced.spot_usd_h is not None
     assert catalog.vcpu_quotas == {"us-east-1": {"on-demand": 64.0, "spot": 32.0}, "eu-west-1": {"on-demand": 16.0, "spot": 32.0}}
     assert {o.family for o in catalog.offers} == {"c6i", "m7g"}
     assert ("eu-west-1", "spot prices") in steps
+
+
+def test_spot_prices_are_kept_per_zone_by_az_id():
+    """DescribeSpotPriceHistory's documented answer with ``AvailabilityZoneId`` (moto leaves it out)."""
+    from datetime import datetime, timezone
+
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from planner.catalog.api import spot_prices
+
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+    def row(zone, zone_id, price, minutes_ago):
+        return {"AvailabilityZone": zone, "AvailabilityZoneId": zone_id, "InstanceType": "c6i.large", "ProductDescription": "Linux/UNIX",
+                "SpotPrice": price, "Timestamp": datetime(2026, 11, 25, 11, 60 - minutes_ago, tzinfo=timezone.utc)}
+
+    history = [row("us-east-1a", "use1-az6", "0.0350", 10), row("us-east-1a", "use1-az6", "0.0400", 30),
+               row("us-east-1b", "use1-az1", "0.0310", 5)]
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history},
+                          {"InstanceTypes": ["c6i.large"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": ANY, "EndTime": ANY})
+        prices = spot_prices(ec2, ["c6i.large"], now)
+    assert prices == {"c6i.large": (("use1-az1", 0.031), ("use1-az6", 0.035))}, "the latest price per zone, by AZ ID"
 
 
 def test_api_source_without_credentials_is_bad_usage(monkeypatch, tmp_path):

@@ -33,6 +33,9 @@ def test_skypilot_catalog_gives_one_offer_per_type_and_region(shared_data):
     assert offer.on_demand_usd_h == float(rows[0][6]) == 0.68
     assert offer.spot_usd_h == spots[0]
     assert offer.spot_median_usd_h == pytest.approx(statistics.median(spots))
+    # Every zone's price is kept, by its AZ ID, for plans that launch in one zone.
+    assert offer.spot_zones == tuple(sorted((r[9], float(r[7])) for r in rows))
+    assert len(offer.spot_zones) == len(rows) > 1 and all(zone.startswith("use1-") for zone, _ in offer.spot_zones)
     assert (offer.vcpus, offer.memory_gib, offer.arch) == (16, 32.0, "x86_64")
     assert catalog.find("c7g.large", "us-east-1").arch == "arm64"
     # hpc6a rows list no spot price at all.
@@ -69,6 +72,23 @@ def test_write_then_read_gives_the_same_catalog(tmp_path):
     assert again.fetched_at == stamp
 
 
+def test_zone_prices_survive_export_and_import(tmp_path):
+    stamp = datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)
+    zones = (("use1-az1", 0.031), ("use1-az4", 0.044), ("use1-az6", 0.035))
+    offers = (InstanceOffer("c6i.large", "us-east-1", 2, 4.0, "x86_64", 0.085, 0.031, 0.035, source="import", fetched_at=stamp, spot_zones=zones),)
+    write_catalog_csv(Catalog(offers, "import", stamp), tmp_path / "out.csv")
+    assert "use1-az1=0.031;use1-az4=0.044;use1-az6=0.035" in (tmp_path / "out.csv").read_text()
+    assert read_catalog_csv(tmp_path / "out.csv").offers == offers
+    # Zone prices given by hand set the summary; a zone of another region is refused.
+    path = tmp_path / "zones.csv"
+    path.write_text("instance_type,region,vcpus,memory_gib,on_demand_usd_h,spot_zones\nc6i.large,us-east-1,2,4,0.085,use1-az2=0.05;us-east-1b=0.03\n")
+    offer = read_catalog_csv(path).offers[0]
+    assert (offer.spot_usd_h, offer.spot_median_usd_h, offer.spot_zones) == (0.03, 0.04, (("us-east-1b", 0.03), ("use1-az2", 0.05)))
+    path.write_text("instance_type,region,vcpus,memory_gib,on_demand_usd_h,spot_zones\nc6i.large,us-east-1,2,4,0.085,use2-az1=0.05\n")
+    with pytest.raises(UsageError, match=r"line 2, column 'spot_zones': 'use2-az1=0.05' is not zone=price with a zone of us-east-1"):
+        read_catalog_csv(path)
+
+
 def test_negotiated_price_list_with_only_required_columns(tmp_path):
     path = tmp_path / "prices.csv"
     path.write_text("instance_type,region,vcpus,memory_gib,on_demand_usd_h\nc7g.xlarge,eu-west-1,4,8,0.12\n")
@@ -96,6 +116,8 @@ def test_negotiated_price_list_with_only_required_columns(tmp_path):
         ("InstanceType,vCPUs,MemoryGiB,Price,Region,AvailabilityZone\n", "line 1: SkyPilot catalog lacks column 'SpotPrice'"),
         ("InstanceType,vCPUs,MemoryGiB,Price,SpotPrice,Region,AvailabilityZone\nc5.large,2.0,4.0,0.085,x,us-east-1,use1-az1\n",
          "line 2, column 'SpotPrice': 'x' is not a number"),
+        ("InstanceType,vCPUs,MemoryGiB,Price,SpotPrice,Region,AvailabilityZone\nc5.large,2.0,4.0,0.085,0.03,us-east-1,euw1-az1\n",
+         "line 2, column 'AvailabilityZone': 'euw1-az1' is not a zone of us-east-1"),
         ("", "line 1: the file is empty"),
         (HEADER, "line 2: no data rows"),
     ],

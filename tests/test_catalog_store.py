@@ -88,6 +88,24 @@ def test_refreshing_one_region_keeps_the_others_cached():
     assert set(cached.vcpu_quotas) == {"eu-west-1", "us-east-1"}
 
 
+def test_zone_prices_are_cached_and_a_cache_from_before_them_is_still_read():
+    import sqlite3
+    from dataclasses import replace
+
+    zones = (("use1-az1", 0.03), ("use1-az2", 0.05))
+    catalog = bulk_catalog(NOW - timedelta(days=1), spot_at=NOW - timedelta(hours=2))
+    catalog = replace(catalog, offers=tuple(replace(o, spot_zones=zones) if o.spot_usd_h else o for o in catalog.offers))
+    save_cache(catalog)
+    assert load_cache().find("c6i.large").spot_zones == zones
+    # A version-1 cache (no zone column) gives its offers without zone prices instead of being dropped.
+    with sqlite3.connect(cache_path()) as db:
+        db.execute("ALTER TABLE offers DROP COLUMN spot_zones")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.close()
+    old = load_cache()
+    assert old is not None and old.find("c6i.large").spot_usd_h == 0.03 and old.find("c6i.large").spot_zones == ()
+
+
 def test_an_unreadable_cache_falls_back_to_the_snapshot():
     cache_path().write_bytes(b"not a database")
     assert current_catalog().source == "snapshot"

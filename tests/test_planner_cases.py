@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -231,6 +232,16 @@ def test_plans_json_round_trip(tmp_path):
     with pytest.raises(UsageError, match=r"inputs.budget_usd: inf is not a usable amount"):
         load_plans(path)
 
+    # A zone is an AZ ID or a zone name of the plan's region; another region's is refused.
+    raw["inputs"]["budget_usd"] = 10
+    raw["plans"][0]["roles"][0]["zone"] = "use1-az2"
+    path.write_text(json.dumps(raw))
+    assert load_plans(path).plan(1).roles[0].zone == "use1-az2"
+    raw["plans"][0]["roles"][0]["zone"] = "use2-az1"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(UsageError, match=r"roles\[0\]\.zone: 'use2-az1' is not an Availability Zone of us-east-1"):
+        load_plans(path)
+
 
 def test_a_solution_not_proven_optimal_is_refused(monkeypatch):
     """PuLP can return a time-limited incumbent with status 1; only a proven optimum becomes a plan."""
@@ -267,4 +278,38 @@ def test_fleets_of_two_families_planned_apart_are_never_taken_for_one_another():
     assert sorted(s.family for s in subs) == ["c6i", "c7g"] and {len(s.workers.cands) for s in subs} == {1}
     fleets = [Found(sub, {0: 1}, 0, None).fleet for sub in subs]
     assert fleets[0] != fleets[1], fleets
-    assert {f[2][0][0][0] for f in fleets} == {"c6i.large", "c7g.large"}, "fleets are named by their types"
+    assert {f[3][0][0][0] for f in fleets} == {"c6i.large", "c7g.large"}, "fleets are named by their types"
+
+
+def test_a_spot_plan_is_priced_in_one_zone_and_names_it():
+    # A = 4 workers, B = 2; T = 2000 + 40000/W must meet 6300 s with at most 3 instances: 2A + B or 3A.
+    # Zone by zone: az1 sells 3A for $0.15/h (5333 s) and 2A + B for $0.19/h (6000 s); az2 (and az3,
+    # its twin) 2A + B for $0.13/h and 3A for $0.18/h. Each type's cheapest zone taken apart would
+    # price 2A + B at $0.11/h, which no zone sells. The Atlanta Local Zone is cheaper still, but
+    # needs an opt-in.
+    def zoned(name, vcpus, memory, prices):
+        return replace(offer(name, vcpus, memory, 0.5, arch="arm64"), spot_usd_h=min(prices.values()), spot_zones=tuple(sorted(prices.items())))
+
+    offers = [
+        zoned("c5.a", 4, 16, {"use1-az1": 0.05, "use1-az2": 0.06, "use1-az3": 0.06, "use1-atl2-az1": 0.01}),
+        zoned("c5.b", 2, 8, {"use1-az1": 0.09, "use1-az2": 0.01, "use1-az3": 0.01, "use1-atl2-az1": 0.005}),
+    ]
+    model = AmdahlModel(serial_s=2000.0, parallel_s=40_000.0, spread=1.0)
+    result = plan_with(offers, model, Limits(budget_usd=10, deadline_s=6300, max_instances=3, market="spot"))
+    first, second = result.plans[:2]
+    assert mix(first) == {("app", "c5.a", "spot"): 2, ("app", "c5.b", "spot"): 1}
+    assert first.zone == "use1-az2" and {a.zone for a in first.roles} == {"use1-az2"}
+    assert first.hourly_usd == pytest.approx(0.13)
+    assert [(a.zone, a.cost_usd.p50) for a in first.also_in] == [("use1-az3", first.cost_usd.p50)]
+    assert mix(second) == {("app", "c5.a", "spot"): 3} and second.zone == "use1-az1"
+    assert second.hourly_usd == pytest.approx(0.15)
+    assert all("atl" not in (a.zone or "") for p in result.plans for a in p.roles)
+
+
+def test_the_table_names_the_zone_of_a_zone_priced_plan():
+    from d2c.cli.recommend_cmd import plan_rows
+
+    offers = [replace(offer("c6i.xlarge", 4, 8, 0.17), spot_usd_h=0.05, spot_zones=(("use1-az4", 0.05), ("use1-az6", 0.07)))]
+    plan = plan_with(offers, AmdahlModel(serial_s=0.0, parallel_s=4000.0, spread=1.0), Limits(budget_usd=10, market="spot"), top=1).plans[0]
+    rows = plan_rows(plan)
+    assert [row[3] for row in rows] == ["us-east-1", "spot", "use1-az4"]

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 FAST = RunSettings(poll_s=0.2, states_every_s=0.5, reserve_s=60)
 
 
-def _refuse_first_launch(provider: AwsProvider, code: str) -> list[str]:
-    """Make EC2 answer the first RunInstances with ``code`` (moto never runs out of capacity); returns the zones asked for."""
+def _launch_zones(provider: AwsProvider) -> list[str]:
+    """The zone of each RunInstances the provider sends, in order (from its subnet)."""
     asked: list[str] = []
 
     def before(params, **_):
@@ -32,13 +32,20 @@ def _refuse_first_launch(provider: AwsProvider, code: str) -> list[str]:
         subnet = interfaces[0].get("SubnetId") or params.get("SubnetId")
         asked.append(client("ec2", "us-east-1").describe_subnets(SubnetIds=[subnet])["Subnets"][0]["AvailabilityZone"])
 
+    provider.ec2.meta.events.register("before-parameter-build.ec2.RunInstances", before)
+    return asked
+
+
+def _refuse_first_launch(provider: AwsProvider, code: str) -> list[str]:
+    """Make EC2 answer the first RunInstances with ``code`` (moto never runs out of capacity); returns the zones asked for."""
+    asked = _launch_zones(provider)
+
     def refuse(**_):
         if len(asked) == 1:
             error = {"Error": {"Code": code, "Message": "We currently do not have sufficient capacity in the Availability Zone you requested."}}
             return type("Response", (), {"status_code": 500, "headers": {}, "text": "", "content": b""})(), {**error, "ResponseMetadata": {"HTTPStatusCode": 500}}
         return None
 
-    provider.ec2.meta.events.register("before-parameter-build.ec2.RunInstances", before)
     provider.ec2.meta.events.register("before-call.ec2.RunInstances", refuse)
     return asked
 
@@ -55,6 +62,21 @@ def test_no_capacity_in_the_plans_zone_moves_the_whole_run_to_another_zone(aws, 
     assert len(instances) == 3 and {r.details["zone"] for r in instances} == {"us-east-1b"}, "every role in the one new zone"
     events = [e.message for e in open_journal().events(result.run_id) if e.kind == "zone-fallback"]
     assert events and "InsufficientInstanceCapacity" in events[0]
+    assert leftovers(result.run_id) == NOTHING
+
+
+def test_a_plan_priced_by_az_id_launches_in_this_accounts_name_for_that_zone(aws, tmp_path):
+    """Catalogs name zones by AZ ID, the same place in every account; zone names differ by account.
+    moto maps use1-az2 to us-east-1c (DescribeAvailabilityZones), so the run must land there."""
+    project = _project(tmp_path, "./job.sh", [("master", 1, 1), ("worker", 1, 1)], market="spot")
+    write_plans(project / "plans.json", "script", [("master", 1, 1), ("worker", 1, 1)], market="spot", zone="use1-az2")
+    provider = AwsProvider(region="us-east-1", connect="private", ssh_from="192.0.2.1/32", ssh_timeout_s=1, poll_s=0.1)
+    asked = _launch_zones(provider)
+    result = _start(Orchestrator(open_journal(), provider, settings=FAST), project)
+    assert "did not answer SSH" in result.message, result.message
+    names = {z["ZoneId"]: z["ZoneName"] for z in client("ec2", "us-east-1").describe_availability_zones()["AvailabilityZones"]}
+    assert set(asked) == {names["use1-az2"]} == {"us-east-1c"}, asked
+    assert {r.details["zone"] for r in open_journal().resources(result.run_id, "instance")} == {"us-east-1c"}
     assert leftovers(result.run_id) == NOTHING
 
 

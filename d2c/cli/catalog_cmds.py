@@ -9,7 +9,10 @@
                  "arch": "x86_64", "on_demand_usd_h": 0.17, "spot_usd_h": null, "spot_median_usd_h": null,
                  "gpus": 0, "network": "Up to 12.5 Gigabit", "current_generation": true,
                  "physical_cores": 2, "interruption_bucket": null, "source": "snapshot",
-                 "fetched_at": ISO-8601}, …]}
+                 "fetched_at": ISO-8601, "spot_zones": {"use1-az1": 0.031, …}}, …]}
+
+``spot_zones`` is the latest spot price per zone (AZ ID, or zone name where the source gave only
+that); empty when only the region's summary is known.
 
 offers are sorted by region, family, vCPUs, memory and name.
 """
@@ -105,6 +108,7 @@ def _as_json(catalog, age: str) -> dict:
     for offer in catalog.offers:
         row = asdict(offer)
         row["fetched_at"] = stamp(offer.fetched_at)
+        row["spot_zones"] = dict(offer.spot_zones)
         offers.append(row)
     return {
         "version": 1,

@@ -165,22 +165,24 @@ def _money(value: float) -> str:
 
 
 def _also(plan) -> str:
-    """``also in us-east-2, us-west-2 (+$0.00)``: where else the same worker mix runs."""
+    """``also in us-east-2, us-west-2 (+$0.00)``: where else the same worker mix runs (a zone, for a
+    spot plan priced per zone: ``use1-az1``)."""
     if not plan.also_in:
         return ""
     extra = [a.cost_usd.p50 - plan.cost_usd.p50 for a in plan.also_in]
     spread = f"+{_money(min(extra))}" if max(extra) - min(extra) < 0.005 else f"+{_money(min(extra))} to +{_money(max(extra))}"
-    return f"; also in {', '.join(a.region for a in plan.also_in)}, {spread}"
+    return f"; also in {', '.join(a.zone or a.region for a in plan.also_in)}, {spread}"
 
 
 def plan_rows(plan) -> list[tuple[str, ...]]:
-    """The table's lines for one plan: one per role allocation, at least two (p50 over p90)."""
+    """The table's lines for one plan: one per role allocation, at least two (p50 over p90), and a
+    third naming the zone of a spot plan priced per zone."""
     markets = sorted({a.market for a in plan.roles})
     allocations = [(a.role, f"{a.count}x {a.instance_type}") for a in plan.roles]
-    where = [plan.region, ",".join(markets)]
+    where = [plan.region, ",".join(markets)] + ([plan.zone] if plan.zone else [])
     times = [f"p50 {format_duration(plan.time_s.p50)}", f"p90 {format_duration(plan.time_s.p90)}"]
     costs = [f"p50 {_money(plan.cost_usd.p50)}", f"p90 {_money(plan.cost_usd.p90)}"]
-    lines = max(len(allocations), 2)
+    lines = max(len(allocations), len(where))
     rows = []
     for n in range(lines):
         role, instances = allocations[n] if n < len(allocations) else ("", "")
@@ -188,7 +190,7 @@ def plan_rows(plan) -> list[tuple[str, ...]]:
             f"{plan.rank}{'*' if plan.on_frontier else ''}" if n == 0 else "",
             role,
             instances,
-            where[n] if n < 2 else "",
+            where[n] if n < len(where) else "",
             times[n] if n < 2 else "",
             costs[n] if n < 2 else "",
         ))

@@ -88,6 +88,7 @@ from executor import leftovers as tagged
 from executor.journal import Journal, Resource
 from executor.providers.base import BOOT_ALLOWANCE_S, CapacityError, Machine, ProvisionRequest, machines_from_journal
 from planner.billing import is_burstable, surplus_credit_usd_h
+from planner.catalog import is_zone_id
 
 RUN_TAG = "d2c:run"
 ROLE_TAG = "d2c:role"
@@ -440,7 +441,7 @@ class AwsProvider:
 
     def _cheapest_zone(self, allocations, tried: list[str]) -> str | None:
         """The plan's zone, else the zone offering every type where the spot part of the fleet is cheapest."""
-        named = {a.zone for a in allocations if a.zone} - set(tried)
+        named = {self._zone_name(a.zone) for a in allocations if a.zone} - set(tried)
         if len(named) == 1 and not tried:
             return named.pop()
         types = sorted({a.instance_type for a in allocations})
@@ -460,6 +461,19 @@ class AwsProvider:
         prices = {z: self._spot_prices_in(z, {a.instance_type for a in spot}) for z in zones}
         priced = [z for z in zones if all(a.instance_type in prices[z] for a in spot)] or zones
         return min(priced, key=lambda z: (sum(a.count * prices[z].get(a.instance_type, a.price_usd_h) for a in spot), z))
+
+    def _zone_name(self, zone: str) -> str:
+        """This account's name for ``zone``: a plan priced from a shared catalog names zones by AZ ID
+        (``use1-az4``), the same physical zone in every account, while zone names map to zones per
+        account (https://docs.aws.amazon.com/global-infrastructure/latest/regions/az-ids.html).
+        DescribeAvailabilityZones with ``ZoneIds`` gives the account's ``ZoneName``
+        (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeAvailabilityZones.html)."""
+        if not is_zone_id(zone):
+            return zone
+        found = self.ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
+        if not found:
+            raise CapacityError(f"zone {zone} of the plan is not open to this account in {self.region}; pick another plan")
+        return found[0]["ZoneName"]
 
     def _default_subnet(self, zone: str | None) -> str | None:
         if zone is None:

@@ -7,6 +7,7 @@ among the sources; this module holds only the data and pure look-ups on it.
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ class InstanceOffer:
     spot_usd_h: float | None = None
     """The lowest latest spot price over the region's zones."""
     spot_median_usd_h: float | None = None
+    """The median over the zones of the latest spot price."""
     gpus: int = 0
     network: str = ""
     current_generation: bool = True
@@ -35,6 +37,11 @@ class InstanceOffer:
     """AWS Spot Advisor's frequency of interruption bucket, e.g. ``<5%``, when known."""
     source: str = ""
     fetched_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    spot_zones: tuple[tuple[str, float], ...] = ()
+    """``(zone, price)``: the latest spot price in each zone that offers the type, sorted by zone.
+    A zone is named by its AZ ID (``use1-az2``) where the source gives one, else by its name
+    (``us-east-1a``); empty when a source gives only the summary. Spot prices differ by zone, and
+    a plan launches in one zone, so plans are priced per zone (``planner.candidates``)."""
 
     @property
     def family(self) -> str:
@@ -103,6 +110,71 @@ class Catalog:
 def offer_sort_key(offer: InstanceOffer) -> tuple:
     """Region, then family, then size (vCPUs, memory), then name: the order tables are shown in."""
     return (offer.region, offer.family, offer.vcpus, offer.memory_gib, offer.instance_type)
+
+
+ZONE_NAME_SUFFIX = re.compile(r"^[a-z]$|^-[a-z]{3}-\d+[a-z]?$")
+"""What follows the Region code in an Availability Zone name (``us-east-1a``) or a Local Zone's
+(``us-east-1-bos-1a``): https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html"""
+ZONE_ID = re.compile(r"^([a-z]{2})[a-z]*(\d+)(?:-[a-z]{3}\d+)?-az\d+$")
+"""An AZ ID (``use1-az2``, ``apne1-az4``; a Local Zone's ``usw2-lax1-az1``): letters from the Region
+code, its number, ``-az`` and a number (same page). Unlike a zone name it is the same physical zone in every account
+(https://docs.aws.amazon.com/global-infrastructure/latest/regions/az-ids.html)."""
+
+
+def is_zone_id(zone: str) -> bool:
+    """True for an AZ ID, False for a zone name."""
+    return bool(ZONE_ID.match(zone))
+
+
+def is_local_zone(zone: str) -> bool:
+    """True for a Local Zone (``use1-atl2-az1``, ``us-east-1-bos-1a``). "To use a Local Zone, you
+    must first enable it. Next, you create a subnet in the Local Zone"
+    (https://docs.aws.amazon.com/local-zones/latest/ug/how-local-zones-work.html): a default VPC
+    has no subnet there, so d2c does not plan in one."""
+    return bool(re.search(r"-[a-z]{3}\d+-az\d+$|-[a-z]{3}-\d+[a-z]?$", zone))
+
+
+def zone_in_region(zone: str, region: str) -> bool:
+    """True when ``zone`` (a name or an AZ ID) can be a zone of ``region``."""
+    if zone.startswith(region) and ZONE_NAME_SUFFIX.match(zone[len(region):]):
+        return True
+    found = ZONE_ID.match(zone)
+    return bool(found) and region.startswith(found[1]) and region.endswith(f"-{found[2]}")
+
+
+def zone_prices(pairs: Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """``(zone, price)`` pairs in zone order, one per zone (the lowest when a zone appears twice)."""
+    best: dict[str, float] = {}
+    for zone, price in pairs:
+        if price is not None and (zone not in best or price < best[zone]):
+            best[zone] = float(price)
+    return tuple(sorted(best.items()))
+
+
+def encode_spot_zones(pairs: tuple[tuple[str, float], ...]) -> str:
+    """``use1-az1=0.0188;use1-az2=0.0189``: the zone prices as one CSV cell or cache column."""
+    return ";".join(f"{zone}={format(price, '.10g')}" for zone, price in pairs)
+
+
+def decode_spot_zones(text: str, region: str | None) -> tuple[tuple[str, float], ...]:
+    """The inverse of :func:`encode_spot_zones`. With ``region``, every entry is checked (a file
+    from outside; ValueError names the first bad entry); None trusts text d2c wrote itself."""
+    if region is None:
+        return tuple((zone, float(price)) for zone, _, price in (entry.partition("=") for entry in text.split(";")))
+    pairs = []
+    for entry in filter(None, (part.strip() for part in text.split(";"))):
+        zone, sep, price = entry.partition("=")
+        zone = zone.strip()
+        if not sep or not zone_in_region(zone, region):
+            raise ValueError(f"'{entry}' is not zone=price with a zone of {region} such as {region}a")
+        try:
+            value = float(price)
+        except ValueError:
+            raise ValueError(f"'{entry}': '{price}' is not a number") from None
+        if not 0 < value < float("inf"):
+            raise ValueError(f"'{entry}': the price must be a finite number above 0")
+        pairs.append((zone, value))
+    return zone_prices(pairs)
 
 
 def spot_summary(zone_prices: Iterable[float]) -> tuple[float | None, float | None]:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from d2c.aws import aws_errors, client
-from planner.catalog import Catalog, InstanceOffer, offer_sort_key, spot_summary
+from planner.catalog import Catalog, InstanceOffer, offer_sort_key, spot_summary, zone_prices
 
 SOURCE = "price list API"
 PRICING_REGION = "us-east-1"
@@ -95,8 +95,15 @@ def instance_specs(ec2, instance_types: Iterable[str]) -> dict[str, dict]:
     return specs
 
 
-def spot_prices(ec2, instance_types: Iterable[str], now: datetime) -> dict[str, tuple[float | None, float | None]]:
-    """Instance type -> (lowest, median) over zones of the latest Linux/UNIX spot price."""
+def spot_prices(ec2, instance_types: Iterable[str], now: datetime) -> dict[str, tuple[tuple[str, float], ...]]:
+    """Instance type -> ``(zone, price)``: the latest Linux/UNIX spot price in each zone.
+
+    A zone is named by its AZ ID (``AvailabilityZoneId``) when the response carries one, so that
+    prices read in one account mean the same zones in another
+    (https://docs.aws.amazon.com/global-infrastructure/latest/regions/az-ids.html); else by the
+    zone name (``AvailabilityZone``,
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_SpotPrice.html).
+    """
     latest: dict[tuple[str, str], tuple[datetime, float]] = {}
     names = sorted(instance_types)
     paginator = ec2.get_paginator("describe_spot_price_history")
@@ -106,14 +113,15 @@ def spot_prices(ec2, instance_types: Iterable[str], now: datetime) -> dict[str, 
         )
         for page in pages:
             for entry in page.get("SpotPriceHistory", []):
-                key = (entry["InstanceType"], entry["AvailabilityZone"])
+                key = (entry["InstanceType"], entry.get("AvailabilityZoneId") or entry["AvailabilityZone"])
                 stamp = entry.get("Timestamp") or now
                 if key not in latest or stamp > latest[key][0]:
                     latest[key] = (stamp, float(entry["SpotPrice"]))
-    per_type: dict[str, list[float]] = defaultdict(list)
-    for (instance_type, _zone), (_stamp, price) in latest.items():
-        per_type[instance_type].append(price)
-    return {instance_type: spot_summary(prices) for instance_type, prices in per_type.items()}
+    per_type: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (instance_type, zone), (_stamp, price) in latest.items():
+        if price > 0:
+            per_type[instance_type].append((zone, price))
+    return {instance_type: zone_prices(pairs) for instance_type, pairs in per_type.items()}
 
 
 def vcpu_quotas(quotas) -> dict[str, float]:
@@ -175,10 +183,10 @@ def fetch_api_catalog(
         for instance_type in sorted(types):
             spec = specs.get(instance_type)
             price = prices.get(instance_type)
-            low, median = spots.get(instance_type, (None, None))
-            if spec is None or (price is None and low is None):
+            zones = spots.get(instance_type, ())
+            if spec is None or (price is None and not zones):
                 continue
-            offers.append(offer_from_spec(spec, region, price, low, median, source=SOURCE, fetched_at=stamp))
+            offers.append(offer_from_spec(spec, region, price, zones, source=SOURCE, fetched_at=stamp))
     return Catalog(
         offers=tuple(sorted(offers, key=offer_sort_key)),
         source=SOURCE,
@@ -198,13 +206,13 @@ def offer_from_spec(
     spec: dict,
     region: str,
     price: float | None,
-    spot_low: float | None = None,
-    spot_median: float | None = None,
+    spot_zones: tuple[tuple[str, float], ...] = (),
     *,
     source: str,
     fetched_at: datetime,
 ) -> InstanceOffer:
     """An offer from one ``describe_instance_types`` entry (AWS's response shape) and its prices."""
+    spot_low, spot_median = spot_summary(p for _, p in spot_zones)
     vcpu = spec.get("VCpuInfo", {})
     arches = spec.get("ProcessorInfo", {}).get("SupportedArchitectures") or ["x86_64"]
     return InstanceOffer(
@@ -222,4 +230,5 @@ def offer_from_spec(
         physical_cores=vcpu.get("DefaultCores"),
         source=source,
         fetched_at=fetched_at,
+        spot_zones=spot_zones,
     )

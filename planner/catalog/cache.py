@@ -15,11 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from d2c.state import cache_dir
-from planner.catalog import Catalog, InstanceOffer, offer_sort_key
+from planner.catalog import Catalog, InstanceOffer, decode_spot_zones, encode_spot_zones, offer_sort_key
 from planner.catalog.csvfile import parse_timestamp
 
 CACHE_NAME = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``spot_zones``; a version-1 cache is still read (its offers have no zone prices)."""
+READABLE = ("1", "2")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,7 +29,7 @@ CREATE TABLE offers (
     instance_type TEXT NOT NULL, region TEXT NOT NULL, vcpus INTEGER NOT NULL, memory_gib REAL NOT NULL,
     arch TEXT NOT NULL, on_demand_usd_h REAL, spot_usd_h REAL, spot_median_usd_h REAL, gpus INTEGER NOT NULL,
     network TEXT NOT NULL, current_generation INTEGER NOT NULL, physical_cores INTEGER,
-    interruption_bucket TEXT, source TEXT NOT NULL, fetched_at TEXT NOT NULL,
+    interruption_bucket TEXT, source TEXT NOT NULL, fetched_at TEXT NOT NULL, spot_zones TEXT NOT NULL,
     PRIMARY KEY (instance_type, region)
 );
 """
@@ -65,12 +67,12 @@ def save_cache(catalog: Catalog, path: Path | None = None) -> Path:
             }
             db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
             db.executemany(
-                f"INSERT INTO offers VALUES ({', '.join('?' * len(_FIELDS))})",
+                f"INSERT INTO offers VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",
                 (
                     (
                         o.instance_type, o.region, o.vcpus, o.memory_gib, o.arch, o.on_demand_usd_h, o.spot_usd_h,
                         o.spot_median_usd_h, o.gpus, o.network, int(o.current_generation), o.physical_cores,
-                        o.interruption_bucket, o.source, o.fetched_at.isoformat(),
+                        o.interruption_bucket, o.source, o.fetched_at.isoformat(), encode_spot_zones(o.spot_zones),
                     )
                     for o in sorted(catalog.offers, key=offer_sort_key)
                 ),
@@ -96,9 +98,10 @@ def load_cache(path: Path | None = None, *, regions: list[str] | None = None) ->
         db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
             meta = dict(db.execute("SELECT key, value FROM meta"))
-            if meta.get("schema") != str(SCHEMA_VERSION):
+            if meta.get("schema") not in READABLE:
                 return None
-            query = f"SELECT {', '.join(_FIELDS)} FROM offers"
+            zones = "spot_zones" if meta["schema"] != "1" else "''"
+            query = f"SELECT {', '.join(_FIELDS)}, {zones} FROM offers"
             params: list[str] = []
             if regions:
                 query += f" WHERE region IN ({', '.join('?' * len(regions))})"
@@ -116,7 +119,8 @@ def load_cache(path: Path | None = None, *, regions: list[str] | None = None) ->
     for row in rows:
         stamp = row[14]
         fetched_at = stamps.get(stamp) or stamps.setdefault(stamp, parse_timestamp(stamp))
-        offers.append(InstanceOffer(*row[:10], bool(row[10]), *row[11:14], fetched_at))
+        zone_prices = decode_spot_zones(row[15], None) if row[15] else ()
+        offers.append(InstanceOffer(*row[:10], bool(row[10]), *row[11:14], fetched_at, zone_prices))
     spot_at = meta.get("spot_fetched_at")
     return Catalog(
         offers=tuple(offers),

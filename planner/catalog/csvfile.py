@@ -3,16 +3,19 @@
 d2c's columns, one row per (instance type, region)::
 
     instance_type,region,vcpus,memory_gib,arch,on_demand_usd_h,spot_usd_h,spot_median_usd_h,
-    gpus,network,current_generation,physical_cores,interruption_bucket,source,fetched_at
+    gpus,network,current_generation,physical_cores,interruption_bucket,source,fetched_at,spot_zones
 
 ``instance_type``, ``region``, ``vcpus``, ``memory_gib`` and ``on_demand_usd_h`` are required
 (``on_demand_usd_h`` may be empty when ``spot_usd_h`` is given); the others may be left out.
-``fetched_at`` is ISO-8601 (a date alone means midnight UTC).
+``fetched_at`` is ISO-8601 (a date alone means midnight UTC). ``spot_zones`` is the latest spot
+price per zone, ``use1-az1=0.0188;use1-az2=0.0189`` (AZ IDs or zone names of the row's region);
+when given, ``spot_usd_h`` and ``spot_median_usd_h`` are its lowest and median.
 
 SkyPilot's ``vms.csv`` has one row per (type, zone) with the columns ``InstanceType``,
 ``vCPUs``, ``MemoryGiB``, ``Price``, ``SpotPrice``, ``Region``, ``AvailabilityZone`` and optionally
-``AcceleratorCount`` and ``Arch``; it becomes one offer per (type, region) whose spot prices are
-the lowest and median over the zones. It carries no date, so the file's modification time is
+``AcceleratorCount`` and ``Arch``; it becomes one offer per (type, region) that keeps the spot
+price of each zone (``AvailabilityZone`` holds AZ IDs such as ``use1-az2``) with their lowest and
+median. It carries no date, so the file's modification time is
 taken as when its prices were read.
 """
 
@@ -27,7 +30,7 @@ from typing import Callable
 
 from d2c.errors import UsageError
 from d2c.files import atomic_write_text
-from planner.catalog import Catalog, InstanceOffer, offer_sort_key, spot_summary
+from planner.catalog import Catalog, InstanceOffer, decode_spot_zones, encode_spot_zones, offer_sort_key, spot_summary, zone_in_region, zone_prices
 
 COLUMNS = (
     "instance_type",
@@ -45,6 +48,7 @@ COLUMNS = (
     "interruption_bucket",
     "source",
     "fetched_at",
+    "spot_zones",
 )
 REQUIRED = ("instance_type", "region", "vcpus", "memory_gib", "on_demand_usd_h")
 SKYPILOT_REQUIRED = ("InstanceType", "vCPUs", "MemoryGiB", "Price", "SpotPrice", "Region", "AvailabilityZone")
@@ -168,7 +172,9 @@ def _fast_offer(values: list[str], positions: list[int], stamps: dict[str, datet
     planner's budget, while :func:`_careful_offer` re-reads any row this declines.
     """
     (instance_type, region, vcpus, memory, arch, on_demand, spot, spot_median, gpus, network, generation, cores,
-     bucket, row_source, stamp) = [values[p] for p in positions]
+     bucket, row_source, stamp, zones) = [values[p] for p in positions]
+    if zones.strip():
+        return None
     if not instance_type or not region or not (on_demand or spot) or (arch and arch not in _ARCHES):
         return None
     fetched_at = stamps.get(stamp) if stamp else now
@@ -218,6 +224,14 @@ def _careful_offer(row: _Row, stamps: dict[str, datetime], now: datetime, source
         raise row.fail("arch", f"'{arch}' is not x86_64 or arm64")
     cores = row.number("physical_cores", integer=True)
     vcpus, memory = _sizes(row, "vcpus", "memory_gib", instance_type)
+    spot_median = row.number("spot_median_usd_h")
+    zones = ()
+    if row.text("spot_zones"):
+        try:
+            zones = decode_spot_zones(row.text("spot_zones"), region)
+        except ValueError as exc:
+            raise row.fail("spot_zones", str(exc)) from None
+        spot, spot_median = spot_summary(price for _, price in zones)
     return InstanceOffer(
         instance_type=instance_type,
         region=region,
@@ -226,7 +240,7 @@ def _careful_offer(row: _Row, stamps: dict[str, datetime], now: datetime, source
         arch=arch,
         on_demand_usd_h=on_demand,
         spot_usd_h=spot,
-        spot_median_usd_h=row.number("spot_median_usd_h"),
+        spot_median_usd_h=spot_median,
         gpus=int(row.number("gpus", integer=True) or 0),
         network=row.text("network"),
         current_generation=generation not in _FALSE,
@@ -234,6 +248,7 @@ def _careful_offer(row: _Row, stamps: dict[str, datetime], now: datetime, source
         interruption_bucket=row.text("interruption_bucket") or None,
         source=row.text("source") or source,
         fetched_at=fetched_at,
+        spot_zones=zones,
     )
 
 
@@ -267,7 +282,9 @@ def _read_skypilot(path: Path, reader, index: dict[str, int], mtime: datetime, s
     for row in _rows(path, reader, index):
         instance_type = row.required_text("InstanceType")
         region = row.required_text("Region")
-        row.required_text("AvailabilityZone")
+        zone = row.required_text("AvailabilityZone")
+        if not zone_in_region(zone, region):
+            raise row.fail("AvailabilityZone", f"'{zone}' is not a zone of {region} (an AZ ID such as use1-az2 or a name such as {region}a)")
         group = groups.get((instance_type, region))
         if group is None:
             vcpus, memory = _sizes(row, "vCPUs", "MemoryGiB", instance_type)
@@ -283,11 +300,12 @@ def _read_skypilot(path: Path, reader, index: dict[str, int], mtime: datetime, s
         if price is not None and group["price"] is None:
             group["price"] = price
         spot = row.number("SpotPrice")
-        if spot is not None:
-            group["spots"].append(spot)
+        if spot is not None and spot > 0:
+            group["spots"].append((zone, spot))
     offers = []
     for (instance_type, region), group in groups.items():
-        low, median = spot_summary(group["spots"])
+        zones = zone_prices(group["spots"])
+        low, median = spot_summary(price for _, price in zones)
         offers.append(
             InstanceOffer(
                 instance_type=instance_type,
@@ -301,6 +319,7 @@ def _read_skypilot(path: Path, reader, index: dict[str, int], mtime: datetime, s
                 gpus=int(group["gpus"]),
                 source=source,
                 fetched_at=mtime,
+                spot_zones=zones,
             )
         )
     return _catalog(path, offers, source)
@@ -324,6 +343,8 @@ def _cell(value) -> str:
         return format(value, ".10g")
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple):
+        return encode_spot_zones(value)
     return str(value)
 
 

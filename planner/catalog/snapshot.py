@@ -72,7 +72,7 @@ def build(reference: Path = REFERENCE) -> Catalog:
     offers = tuple(
         sorted(
             (
-                dataclasses.replace(o, spot_usd_h=None, spot_median_usd_h=None, current_generation=True, source=source)
+                dataclasses.replace(o, spot_usd_h=None, spot_median_usd_h=None, spot_zones=(), current_generation=True, source=source)
                 for o in published.offers
                 if o.on_demand_usd_h is not None
             ),

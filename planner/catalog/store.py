@@ -57,7 +57,7 @@ def _now(now: datetime | None) -> datetime:
 def _without_stale_spot(catalog: Catalog, now: datetime) -> Catalog:
     if catalog.spot_fetched_at is None or now - catalog.spot_fetched_at <= spot_ttl():
         return catalog
-    offers = tuple(dataclasses.replace(o, spot_usd_h=None, spot_median_usd_h=None) for o in catalog.offers)
+    offers = tuple(dataclasses.replace(o, spot_usd_h=None, spot_median_usd_h=None, spot_zones=()) for o in catalog.offers)
     return dataclasses.replace(catalog, offers=offers, spot_fetched_at=None)
 
 
