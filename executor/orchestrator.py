@@ -225,7 +225,11 @@ class Orchestrator:
         try:
             self._advance(run)
         except KeyboardInterrupt:
-            self._fail(run, "stopped", "interrupted by the user (Ctrl-C)")
+            if run.record.state == "running" and self._user_detaches():
+                run.settle("detached", f"detached; the run goes on: 'd2c run --resume {run.run_id}' follows it, 'd2c down {run.run_id}' stops it")
+                self.ui.note(run.reason)
+            else:
+                self._fail(run, "stopped", "interrupted by the user (Ctrl-C)")
         except HostKeyMismatch as exc:
             # Someone else answers at the host's address: nothing more is sent to it, not even to fetch.
             self._fail(run, "failed", f"{exc.message}. This may be an attack; the run stops without fetching from that host", fetch=False)
@@ -235,9 +239,19 @@ class Orchestrator:
         except Exception as exc:  # noqa: BLE001 - whatever broke, the hosts must still go
             self._fail(run, "failed", f"internal error: {type(exc).__name__}: {exc}")
         if run.outcome == "detached":
+            # No process follows the run any more, even when this one lives on (the dashboard).
+            self.journal.update_run(run.run_id, details={"controller": None})
             self.journal.event(run.run_id, "detached", run.reason, at=self.clock())
             return RunResult(run.run_id, "detached", run.reason, None)
         return self._teardown_and_report(run)
+
+    def _user_detaches(self) -> bool:
+        """Ctrl-C while the app runs: ask whether to detach. Any answer but ``detach`` (a second
+        Ctrl-C or end of input at the question included) stops the run, so the teardown always follows."""
+        try:
+            return self.ui.interrupted() == "detach"
+        except (Exception, KeyboardInterrupt):  # noqa: BLE001 - no answer is an answer: stop
+            return False
 
     def _fail(self, run: _Run, outcome: str, reason: str, *, fetch: bool = True) -> None:
         """Record why the run ends early, then fetch what can be fetched; from here on a failed
@@ -262,8 +276,6 @@ class Orchestrator:
             self._start_commands(run)
         if run.record.state == "running":
             self._watch(run)
-            if run.outcome == "detached":
-                return
         if run.record.state in ("running", "fetching"):
             self._fetch(run)
 
@@ -484,12 +496,6 @@ class Orchestrator:
                             # The network may be down for the cloud API too; the dead-man switch bounds the cost meanwhile.
                             self.ui.note(f"no answer from {master.name} or the cloud ({cloud}); trying again")
                         self.sleep(self.settings.poll_s)
-                    except KeyboardInterrupt:
-                        if self.ui.interrupted() == "detach":
-                            run.settle("detached", f"detached; the run goes on: 'd2c run --resume {run.run_id}' follows it, 'd2c down {run.run_id}' stops it")
-                            self.ui.note(run.reason)
-                            return
-                        raise
         finally:
             host.close()
 

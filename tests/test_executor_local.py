@@ -274,7 +274,11 @@ def test_interrupt_at_a_terminal_can_detach_and_resume(tmp_path):
         controller.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 20
         while b"(detach)" not in screen and time.monotonic() < deadline:
-            screen += os.read(leader, 4096)
+            try:
+                screen += os.read(leader, 4096)
+            except OSError:  # the controller closed the terminal: it ended without asking
+                break
+        assert b"(detach)" in screen, screen.decode(errors="replace")
         os.write(leader, b"detach\n")
         assert controller.wait(timeout=20) == 0
     finally:
@@ -286,6 +290,48 @@ def test_interrupt_at_a_terminal_can_detach_and_resume(tmp_path):
     result = d2c("run", "--resume", run.run_id, "--poll", "0.2", cwd=project)
     assert result.returncode == 0, result.stderr
     assert (project / "results" / "done.txt").read_text() == "finished\n"
+
+
+def _interrupted_as_the_master_starts(tmp_path: Path, answer):
+    """A run whose controller gets Ctrl-C right after the master starts, before it watches the
+    master, and answers the detach question with ``answer()``."""
+    from executor.orchestrator import Orchestrator, RunSettings
+    from executor.providers.local import LocalProvider
+    from executor.run_types import RecordingUI
+    from d2c.descriptor import load_descriptor
+    from planner.plans import load_plans
+
+    class CtrlC(RecordingUI):
+        def note(self, message: str) -> None:
+            super().note(message)
+            if message.startswith("the master command is running"):
+                raise KeyboardInterrupt
+
+        def interrupted(self) -> str:
+            return answer()
+
+    project = _slow_project(tmp_path, steps=30)
+    planset = load_plans(project / "plans.json")
+    orchestrator = Orchestrator(open_journal(), LocalProvider(), ui=CtrlC(), settings=RunSettings(poll_s=0.1, reserve_s=60))
+    return project, orchestrator.start(load_descriptor(project / "d2c.yaml"), planset, planset.plan(1), plans_path=project / "plans.json")
+
+
+def test_ctrl_c_as_the_master_starts_asks_and_detaching_leaves_it_running(tmp_path):
+    project, result = _interrupted_as_the_master_starts(tmp_path, lambda: "detach")
+    assert result.outcome == "detached", result.message
+    assert open_journal().run(result.run_id).state == "running"
+    resumed = d2c("run", "--resume", result.run_id, "--poll", "0.2", cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (project / "results" / "done.txt").read_text() == "finished\n"
+
+
+def test_a_second_ctrl_c_at_the_question_stops_and_tears_down(tmp_path):
+    def second_ctrl_c():
+        raise KeyboardInterrupt
+
+    _project, result = _interrupted_as_the_master_starts(tmp_path, second_ctrl_c)
+    assert result.outcome == "stopped" and "interrupted by the user" in result.message
+    assert all(not r.live for r in open_journal().resources(result.run_id)), "the teardown ran"
 
 
 def test_aws_run_without_credentials_is_bad_input(montecarlo_project, monkeypatch, tmp_path):
