@@ -75,9 +75,13 @@ class Amdahl:
         return MemoryEstimate(per_worker_mb=400.0, master_mb=800.0)
 
 
+def offer_rows(offer) -> int:
+    """Candidate rows of one offer: one on demand, one spot per zone priced (or one for the region)."""
+    return 1 + (len(offer.spot_zones) or (offer.spot_usd_h is not None))
+
+
 def rows(catalog: Catalog) -> int:
-    """Candidate rows: one on demand per offer, one spot per zone priced (or one for the region)."""
-    return sum(1 + (len(o.spot_zones) or (o.spot_usd_h is not None)) for o in catalog.offers)
+    return sum(offer_rows(o) for o in catalog.offers)
 
 
 def catalog_of(sample: Catalog, size: int, seed: int = 7) -> Catalog:
@@ -112,7 +116,7 @@ def catalog_of(sample: Catalog, size: int, seed: int = 7) -> Catalog:
         if total >= size:
             break
         chosen.append(offers[index])
-        total += rows(Catalog((offers[index],), "", sample.fetched_at))
+        total += offer_rows(offers[index])
     return Catalog(tuple(chosen), "benchmark", sample.fetched_at)
 
 

@@ -129,3 +129,13 @@ def test_the_plans_table_says_a_service_role_runs_no_ranks(tmp_path):
     html = page_plans.plans_table(load_plans(path), path, path)
     assert "master: " in html and "2 worker(s) each" in html
     assert re.search(r"io: .*2× .*t3\.micro.*service, no ranks", html)
+
+
+def test_the_plans_table_names_a_spot_plans_zone_once_under_its_region(tmp_path):
+    from planner.plans import load_plans
+    from tests.fixtures.executor import write_plans
+
+    path = write_plans(tmp_path / "plans.json", "demo", [("master", 1, 2), ("worker", 2, 2)], market="spot", zone="use1-az4")
+    html = page_plans.plans_table(load_plans(path), path, path)
+    assert html.count("use1-az4") == 1, "once for the plan, not once per role"
+    assert re.search(r"us-east-1</span><br><span[^>]*>zone use1-az4<", html)

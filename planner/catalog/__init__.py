@@ -112,13 +112,14 @@ def offer_sort_key(offer: InstanceOffer) -> tuple:
     return (offer.region, offer.family, offer.vcpus, offer.memory_gib, offer.instance_type)
 
 
-ZONE_NAME_SUFFIX = re.compile(r"^[a-z]$|^-[a-z]{3}-\d+[a-z]?$")
+_LOCAL_SUFFIX = r"-[a-z]{3}-\d+[a-z]?"
+ZONE_NAME_SUFFIX = re.compile(rf"^[a-z]$|^{_LOCAL_SUFFIX}$")
 """What follows the Region code in an Availability Zone name (``us-east-1a``) or a Local Zone's
 (``us-east-1-bos-1a``): https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html"""
-ZONE_ID = re.compile(r"^([a-z]{2})[a-z]*(\d+)(?:-[a-z]{3}\d+)?-az\d+$")
-"""An AZ ID (``use1-az2``, ``apne1-az4``; a Local Zone's ``usw2-lax1-az1``): letters from the Region
-code, its number, ``-az`` and a number (same page). Unlike a zone name it is the same physical zone in every account
-(https://docs.aws.amazon.com/global-infrastructure/latest/regions/az-ids.html)."""
+ZONE_ID = re.compile(r"^([a-z]{2})[a-z]*(\d+)(-[a-z]{3}\d+)?-az\d+$")
+"""An AZ ID (``use1-az2``, ``apne1-az4``; a Local Zone's ``usw2-lax1-az1``, its third group): letters
+from the Region code, its number, ``-az`` and a number (same page). Unlike a zone name it is the same
+physical zone in every account (https://docs.aws.amazon.com/global-infrastructure/latest/regions/az-ids.html)."""
 
 
 def is_zone_id(zone: str) -> bool:
@@ -131,7 +132,8 @@ def is_local_zone(zone: str) -> bool:
     must first enable it. Next, you create a subnet in the Local Zone"
     (https://docs.aws.amazon.com/local-zones/latest/ug/how-local-zones-work.html): a default VPC
     has no subnet there, so d2c does not plan in one."""
-    return bool(re.search(r"-[a-z]{3}\d+-az\d+$|-[a-z]{3}-\d+[a-z]?$", zone))
+    found = ZONE_ID.match(zone)
+    return bool(found[3]) if found else bool(re.search(rf"{_LOCAL_SUFFIX}$", zone))
 
 
 def zone_in_region(zone: str, region: str) -> bool:

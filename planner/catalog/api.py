@@ -98,7 +98,8 @@ def instance_specs(ec2, instance_types: Iterable[str]) -> dict[str, dict]:
 def spot_prices(ec2, instance_types: Iterable[str], now: datetime) -> dict[str, tuple[tuple[str, float], ...]]:
     """Instance type -> ``(zone, price)``: the latest Linux/UNIX spot price in each zone.
 
-    A zone is named by its AZ ID (``AvailabilityZoneId``) when the response carries one, so that
+    A zone is named by its AZ ID (``AvailabilityZoneId``, a member of the ``SpotPrice`` shape in
+    EC2's API model as botocore ships it) when the response carries one, so that
     prices read in one account mean the same zones in another
     (https://docs.aws.amazon.com/global-infrastructure/latest/regions/az-ids.html); else by the
     zone name (``AvailabilityZone``,

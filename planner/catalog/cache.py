@@ -35,7 +35,7 @@ CREATE TABLE offers (
 """
 _FIELDS = (
     "instance_type", "region", "vcpus", "memory_gib", "arch", "on_demand_usd_h", "spot_usd_h", "spot_median_usd_h",
-    "gpus", "network", "current_generation", "physical_cores", "interruption_bucket", "source", "fetched_at",
+    "gpus", "network", "current_generation", "physical_cores", "interruption_bucket", "source", "fetched_at", "spot_zones",
 )
 
 
@@ -67,7 +67,7 @@ def save_cache(catalog: Catalog, path: Path | None = None) -> Path:
             }
             db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
             db.executemany(
-                f"INSERT INTO offers VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",
+                f"INSERT INTO offers VALUES ({', '.join('?' * len(_FIELDS))})",
                 (
                     (
                         o.instance_type, o.region, o.vcpus, o.memory_gib, o.arch, o.on_demand_usd_h, o.spot_usd_h,
@@ -100,8 +100,9 @@ def load_cache(path: Path | None = None, *, regions: list[str] | None = None) ->
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if meta.get("schema") not in READABLE:
                 return None
-            zones = "spot_zones" if meta["schema"] != "1" else "''"
-            query = f"SELECT {', '.join(_FIELDS)}, {zones} FROM offers"
+            # A version-1 cache has no zone prices: read them as empty.
+            columns = ["''" if (name, meta["schema"]) == ("spot_zones", "1") else name for name in _FIELDS]
+            query = f"SELECT {', '.join(columns)} FROM offers"
             params: list[str] = []
             if regions:
                 query += f" WHERE region IN ({', '.join('?' * len(regions))})"

@@ -158,20 +158,25 @@ def _slots(workers_per_instance: int) -> str:
     return f"{workers_per_instance} worker(s) each" if workers_per_instance else "service, no ranks"
 
 
+def _zone_html(plan) -> str:
+    """The one zone a spot plan priced per zone launches in, under its region (as the terminal table shows it)."""
+    return f'<br><span class="nowrap muted small">zone {escape(plan.zone)}</span>' if plan.zone else ""
+
+
 def plans_table(planset, plans_path: Path, default_path: Path, rehearse_token: str | None = None) -> str:
     """The ranked plans (with a rehearse button each when the dashboard allows it)."""
     rows = []
     for plan in sorted(planset.plans, key=lambda p: p.rank):
         roles = "<br>".join(
             f'{escape(a.role)}: <span class="nowrap">{a.count}× <span class="type">{escape(a.instance_type)}</span></span> <span class="muted small">{escape(a.market)}, '
-            f"{_slots(a.workers_per_instance)}{', ' + escape(str(a.zone)) if a.zone else ''}</span>"
+            f"{_slots(a.workers_per_instance)}</span>"
             for a in plan.roles
         )
         rows.append(
             [
                 f"<strong>#{plan.rank}</strong>" + (' <span class="badge">frontier</span>' if plan.on_frontier else ""),
                 roles,
-                f'<span class="nowrap">{escape(plan.region)}</span>',
+                f'<span class="nowrap">{escape(plan.region)}</span>' + _zone_html(plan),
                 f"{duration(plan.time_s.p50)}<br><span class=\"muted small\">p90 {duration(plan.time_s.p90)}</span>",
                 f"{usd(plan.cost_usd.p50)}<br><span class=\"muted small\">p90 {usd(plan.cost_usd.p90)}</span>",
                 f"{usd(plan.hourly_usd, 3)}/h",
