@@ -95,6 +95,10 @@ def test_start_poll_and_kill(tmp_path):
     process = LocalHost(tmp_path).start(f"echo up; sleep {tag}", on_stdout=lambda line: seen.set())
     assert seen.wait(5)
     assert process.poll() is None
+    # "up" comes from the shell just before it execs sleep; mid-exec the command line reads empty.
+    deadline = time.monotonic() + 5
+    while tag not in " ".join(psutil.Process(process.pid).cmdline()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert tag in " ".join(psutil.Process(process.pid).cmdline())
     process.kill()
     result = process.wait(timeout=5)
