@@ -18,18 +18,23 @@ Reported: the p50 error (mean absolute percentage error of p50), the p90 coverag
 measured runs at or under p90), the median p90/p50, and the profiling time as a fraction of
 the predicted full run.
 
-Usage: python benchmarks/predictor_accuracy.py [--quick]
+Usage: python benchmarks/predictor_accuracy.py [--quick] [--save FILE | --replay FILE]
+
+``--save`` keeps the measurements (each workload's profiled runs and the targets' own times) as
+JSON; ``--replay`` scores a saved file without running anything, so a change to the model can be
+judged on the very runs another version was judged on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,64 +161,96 @@ def public_record() -> tuple[Score, Score]:
     return chosen, ernest
 
 
-def run(quick: bool) -> None:
+def measure_workloads(quick: bool) -> dict:
+    """Profile and measure every local workload: the machine, and per workload its fitted
+    observations, profiling time and each target's measured own times (JSON-ready)."""
     work = Path(tempfile.mkdtemp(prefix="d2c-bench-"))
     try:
         write_text_data(work / "data.txt", 130)
         (work / "pool.py").write_text(POOL_APP)
         host = LocalHost(root=work)
         facts = measure_host(host)
-        print(f"machine: {facts.cpu_model}, {facts.logical_cores} logical cores, {facts.memory_mb:.0f} MB, speed {facts.speed:g} x c5 (spread {facts.speed_spread:.0%}); "
-              f"Python {platform.python_version()}; load average {open('/proc/loadavg').read().split()[0]}")
-        rows, costs = [], []
+        machine = (
+            f"{facts.cpu_model}, {facts.logical_cores} logical cores, {facts.memory_mb:.0f} MB, speed {facts.speed:g} x c5 "
+            f"(spread {facts.speed_spread:.0%}); Python {platform.python_version()}; load average {open('/proc/loadavg').read().split()[0]}"
+        )
+        print(f"machine: {machine}", flush=True)
+        workloads = []
         for workload in WORKLOADS[:2] if quick else WORKLOADS:
             spec = ProfileSpec(command=workload.command, scales=workload.scales, workers=(1, 2), full_scale=100 * max(workload.scales), repeats=2)
             started = time.monotonic()
             runs = profile_app(host, spec, max_time_s=60, sampler_factory=LocalTreeSampler, host_memory_mb=facts.memory_mb)
             profiling_s = time.monotonic() - started
-            observations = [r.observation(facts.memory_mb) for r in runs if r.fitted]
-            chosen_model = fit_model(observations, spec.full_scale)
-            try:
-                ernest_model = fit_model(observations, spec.full_scale, families=("ernest",))
-            except UsageError:  # Ernest's four coefficients need five points; the session may stop before
-                ernest_model = None
-            chosen, ernest = Score(), Score()
-            measured = []
-            for scale, workers in workload.targets:
-                predicted = chosen_model.runtime(scale, workers)
-                owns = measure(host, workload, runs, scale, workers)
-                for own in owns:
-                    chosen.add(predicted, own)
-                    if ernest_model is not None:
-                        ernest.add(ernest_model.runtime(scale, workers), own)
-                measured.append(f"{scale:g}x{workers}: p50 {predicted.p50:.2f} p90 {predicted.p90:.2f} own {', '.join(f'{o:.2f}' for o in owns)}")
-            rows.append((workload.name, chosen_model.name, chosen, ernest))
-            full = chosen_model.runtime(spec.full_scale, 2).p50
-            costs.append((workload.name, len(runs), profiling_s, full, profiling_s / full))
-            print(f"  {workload.name}: {len(runs)} runs in {profiling_s:.1f}s, {chosen_model.name}; {'; '.join(measured)}", flush=True)
-        chosen, ernest = public_record()
-        rows.append(("Spark LR on RCV1, 7 runs on r3.xlarge (Ernest's record)", "", chosen, ernest))
-        print("\n### p50 error, p90 coverage and p90/p50\n")
-        print("| workload | d2c model | d2c p50 error | d2c p90 coverage | d2c p90/p50 | Ernest p50 error | Ernest p90 coverage | Ernest p90/p50 |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for name, model_name, d2c_score, ernest_score in rows:
-            print(f"| {name} | {model_name} | {d2c_score.cells()} | {ernest_score.cells()} |")
-        pooled = {k: Score() for k in ("d2c", "ernest")}
-        for _, _, d2c_score, ernest_score in rows:
-            for key, score in (("d2c", d2c_score), ("ernest", ernest_score)):
-                for e, m in zip(score.predicted, score.measured):
-                    pooled[key].add(e, m)
-        print(f"| **all** | | {pooled['d2c'].cells()} | {pooled['ernest'].cells()} |")
-        print("\n### Profiling cost\n")
-        print("| workload | runs | profiling (s) | predicted full run at 100x, 2 workers (s) | fraction |")
-        print("| --- | --- | --- | --- | --- |")
-        for name, count, spent, full, fraction in costs:
-            print(f"| {name} | {count} | {spent:.1f} | {full:.0f} | {fraction:.1%} |")
+            targets = [{"scale": scale, "workers": workers, "own_s": measure(host, workload, runs, scale, workers)} for scale, workers in workload.targets]
+            workloads.append({
+                "name": workload.name,
+                "full_scale": spec.full_scale,
+                "runs": len(runs),
+                "profiling_s": profiling_s,
+                "observations": [asdict(r.observation(facts.memory_mb)) for r in runs if r.fitted],
+                "targets": targets,
+            })
+            print(f"  {workload.name}: {len(runs)} runs in {profiling_s:.1f}s", flush=True)
+        return {"machine": machine, "load_after": open("/proc/loadavg").read().split()[0], "workloads": workloads}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report(measured: dict) -> None:
+    """Fit d2c's chosen model and Ernest's to each workload's runs and print the tables."""
+    rows, costs = [], []
+    for workload in measured["workloads"]:
+        observations = [Observation(**o) for o in workload["observations"]]
+        chosen_model = fit_model(observations, workload["full_scale"])
+        try:
+            ernest_model = fit_model(observations, workload["full_scale"], families=("ernest",))
+        except UsageError:  # Ernest's four coefficients need five points; the session may stop before
+            ernest_model = None
+        chosen, ernest = Score(), Score()
+        lines = []
+        for target in workload["targets"]:
+            scale, workers = target["scale"], target["workers"]
+            predicted = chosen_model.runtime(scale, workers)
+            for own in target["own_s"]:
+                chosen.add(predicted, own)
+                if ernest_model is not None:
+                    ernest.add(ernest_model.runtime(scale, workers), own)
+            lines.append(f"{scale:g}x{workers}: p50 {predicted.p50:.2f} p90 {predicted.p90:.2f} own {', '.join(f'{o:.2f}' for o in target['own_s'])}")
+        rows.append((workload["name"], chosen_model.name, chosen, ernest))
+        full = chosen_model.runtime(workload["full_scale"], 2).p50
+        costs.append((workload["name"], workload["runs"], workload["profiling_s"], full, workload["profiling_s"] / full))
+        print(f"  {workload['name']}: {chosen_model.name}; {'; '.join(lines)}")
+    chosen, ernest = public_record()
+    rows.append(("Spark LR on RCV1, 7 runs on r3.xlarge (Ernest's record)", "", chosen, ernest))
+    print("\n### p50 error, p90 coverage and p90/p50\n")
+    print("| workload | d2c model | d2c p50 error | d2c p90 coverage | d2c p90/p50 | Ernest p50 error | Ernest p90 coverage | Ernest p90/p50 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, model_name, d2c_score, ernest_score in rows:
+        print(f"| {name} | {model_name} | {d2c_score.cells()} | {ernest_score.cells()} |")
+    pooled = {k: Score() for k in ("d2c", "ernest")}
+    for _, _, d2c_score, ernest_score in rows:
+        for key, score in (("d2c", d2c_score), ("ernest", ernest_score)):
+            for e, m in zip(score.predicted, score.measured):
+                pooled[key].add(e, m)
+    print(f"| **all** | | {pooled['d2c'].cells()} | {pooled['ernest'].cells()} |")
+    print("\n### Profiling cost\n")
+    print("| workload | runs | profiling (s) | predicted full run at 100x, 2 workers (s) | fraction |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, count, spent, full, fraction in costs:
+        print(f"| {name} | {count} | {spent:.1f} | {full:.0f} | {fraction:.1%} |")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the first two workloads")
-    run(parser.parse_args().quick)
+    parser.add_argument("--save", type=Path, metavar="FILE", help="also write the measurements to FILE (JSON)")
+    parser.add_argument("--replay", type=Path, metavar="FILE", help="score the measurements saved in FILE instead of running the apps")
+    arguments = parser.parse_args()
+    if arguments.replay:
+        measurements = json.loads(arguments.replay.read_text())
+        print(f"machine (replayed from {arguments.replay}): {measurements['machine']}")
+    else:
+        measurements = measure_workloads(arguments.quick)
+        if arguments.save:
+            arguments.save.write_text(json.dumps(measurements, indent=1))
+    report(measurements)

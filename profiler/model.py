@@ -42,18 +42,39 @@ model can make (benchmarks/README.md "Predictor accuracy").
 sqrt(1 + h)``: what one future run's noise looks like once the fold's own parameter error is
 taken out, but with every misfit the model makes when extrapolating left in. A residual
 bootstrap (fixed seed ``BOOTSTRAP_SEED``) resamples the centred scores onto the fitted runtimes
-and refits ``BOOTSTRAP_SAMPLES`` times (solved together, :func:`nnls_relative_many`); each refit's
-prediction is multiplied by ``exp`` of a resampled score (the noise of one future run) and by the
-host speed factor ``exp(ε · σ_speed · z)``, z standard normal: ``σ_speed`` is the relative
-spread of the host's speed score (profiler.host_facts) and ``ε = -d ln T / d ln w`` at the
-target, since a cloud fleet is converted to desktop-core workers through that score. p50 is the
-fit; p90 is the ``level`` percentile of those draws, ``level = ⌈0.9 (m + 1)⌉ / m`` for ``m``
-scores (the split-conformal finite-sample correction, Lei et al., JASA 2018). The refits spread
-further the further the target lies beyond the measured range, so the interval grows with the
-extrapolation in workers and in scale. Coverage of simulated future runs, per family, at 2x and
-10x: tests/test_profiler_calibration.py (88-92 % extrapolating in scale; extrapolating workers
-10x with Ernest's or USL's coordination terms, which the measured range barely shows, it is
-conservative); on real apps: benchmarks/predictor_accuracy.py.
+and refits ``BOOTSTRAP_SAMPLES`` times; each refit's prediction is multiplied by ``exp`` of a
+resampled score (the noise of one future run) and by the host speed factor ``exp(ε · σ_speed ·
+z)``, z standard normal: ``σ_speed`` is the relative spread of the host's speed score
+(profiler.host_facts) and ``ε = -d ln T / d ln w`` at the target, since a cloud fleet is
+converted to desktop-core workers through that score. p50 is the NNLS fit; p90 is the ``level``
+percentile of those draws, ``level = ⌈0.9 (m + 1)⌉ / m`` for ``m`` scores (the split-conformal
+finite-sample correction, Lei et al., JASA 2018), and never less than p50 times ``exp`` of that
+percentile of the noise draws alone: no prediction is surer than one future run of a measured
+point.
+
+The bootstrap resamples around, and refits, the *unconstrained* least-squares fit of the chosen
+model (:func:`least_squares_relative`), not the NNLS one. Where a coefficient's truth lies near
+0, as Ernest's and USL's coordination terms do within a few workers, NNLS clips every fit that
+would go below it, so its fits are skewed upward, and a percentile bootstrap of NNLS refits adds
+that skew a second time: p90 covered 99-100 % of simulated runs at 10x the measured workers,
+2-2.5x p50. Least squares is unbiased in a model linear in its coefficients, so the percentile of
+its refits is calibrated where NNLS's is not; non-negativity still shapes p50, and p90 is never
+below it. The refits spread further the further the target lies beyond the measured range, so
+the interval grows with the extrapolation in workers and in scale.
+
+**Misfit beyond the measured range.** The refits' spread is what the noise can do to a model of
+the right form. A real app's form is only close: its error grows with the distance, so that the
+2x folds miss by a few percent and a run 8x beyond by 20-30 % (examples/montecarlo, whose time
+grows a little faster than its scale). Each held-out run that lay beyond its fold's largest
+scale (or worker count) by ``δ = ln(s / s_max)`` says the log error grows by ``e / δ`` per unit
+of ln distance. Their mean ``b`` is a systematic growth only where it stands out of their
+spread: ``κ = sqrt(max(0, b² - (3·se)²))``, ``se`` the mean's standard error
+(``MISFIT_SIGNIFICANCE`` = 3, so that a model of the right form rarely gets one: 7 % of simulated
+Amdahl histories). At a
+target ``D_s = ln(s / s_max)`` and ``D_w = ln(w / w_max)`` beyond the measured range, each draw
+is further multiplied by ``exp(sqrt((κ_s D_s)² + (κ_w D_w)²) · z)``, z standard normal.
+Coverage of simulated future runs, per family, at 2x and 10x in scale and in workers:
+tests/test_profiler_calibration.py; on real apps: benchmarks/predictor_accuracy.py.
 
 **Single-scale histories.** Runs at one scale identify T(s0, w) from the worker counts alone
 (three counts; Ernest needs four, ``s log s`` forms are not tried). They cannot tell serial time
@@ -97,6 +118,7 @@ SUPERLINEAR_TOLERANCE = 1.25
 P90_LEVEL = 0.9
 BOOTSTRAP_SAMPLES = 200
 BOOTSTRAP_SEED = 20160316
+MISFIT_SIGNIFICANCE = 3.0
 
 _FEATURE_COUNT = {"amdahl": 2, "ernest": 4, "usl": 4}
 
@@ -179,11 +201,19 @@ class Interval:
     speed_spread: float = 0.0
     level: float = P90_LEVEL
     """The percentile taken: P90_LEVEL with the split-conformal finite-sample correction."""
+    misfit: tuple[float, float] = (0.0, 0.0)
+    """κ in scale and in workers: log error growth per unit ln distance beyond the measured
+    range (module docstring, "Misfit beyond the measured range")."""
 
     @property
     def speed_draws(self) -> np.ndarray:
         """Standard normal draws, one per bootstrap sample (fixed seed)."""
         return np.random.default_rng(BOOTSTRAP_SEED + 1).standard_normal(len(self.noise))
+
+    @property
+    def misfit_draws(self) -> np.ndarray:
+        """Standard normal draws for the misfit beyond the measured range (fixed seed)."""
+        return np.random.default_rng(BOOTSTRAP_SEED + 2).standard_normal(len(self.noise))
 
 
 @dataclass
@@ -255,8 +285,12 @@ class FittedModel:
             fits = np.maximum(self.interval.bootstrap @ row, 1e-12)
             elasticity = self._elasticity(scale, workers, p50)
             spread = elasticity * self.interval.speed_spread * self.interval.speed_draws
+            beyond_s = max(0.0, math.log(scale / self.measured.max_scale))
+            beyond_w = max(0.0, math.log(max(workers, 1e-9) / self.measured.max_workers))
+            spread = spread + math.hypot(self.interval.misfit[0] * beyond_s, self.interval.misfit[1] * beyond_w) * self.interval.misfit_draws
             p90 = float(np.percentile(fits * np.exp(self.interval.noise + spread), 100 * self.interval.level)) if p50 > 0 else 0.0
-            self._cache[key] = (p50, max(p90, p50))
+            floor = p50 * math.exp(float(np.percentile(self.interval.noise, 100 * self.interval.level)))
+            self._cache[key] = (p50, max(p90, floor, p50))
         p50, p90 = self._cache[key]
         if host_memory_mb and workers_per_host:
             factor = self.spill_factor(scale, workers, host_memory_mb, workers_per_host)
@@ -271,6 +305,21 @@ class FittedModel:
         if up <= 0 or down <= 0:
             return 0.0
         return abs(math.log(down / up) / (2 * math.log(1.01)))
+
+    def misfit_text(self, scale: float | None = None, workers: float | None = None) -> str | None:
+        """The misfit term in words: how much more the held-out runs beyond their folds missed per
+        doubling of the distance, in each direction (scale, workers) where it is not 0 and, when a
+        target is given, the target lies beyond the measured range. None when it adds nothing."""
+        parts = []
+        for name, rate, beyond in (
+            ("scale", self.interval.misfit[0], scale is None or scale > self.measured.max_scale),
+            ("workers", self.interval.misfit[1], workers is None or workers > self.measured.max_workers),
+        ):
+            if rate > 0 and beyond:
+                parts.append(f"{math.expm1(rate * math.log(2)):.1%} more per doubling of the {name}")
+        if not parts:
+            return None
+        return f"the model misses more the further it extrapolates (held-out runs: {' and '.join(parts)}); p90 allows for that beyond the measured range"
 
     def extrapolation(self, scale: float, workers: float) -> Extrapolation:
         """How far (scale, workers) lies beyond the measured runs."""
@@ -306,6 +355,7 @@ class FittedModel:
                 "noise": self.interval.noise.tolist(),
                 "speed_spread": self.interval.speed_spread,
                 "level": self.interval.level,
+                "misfit": list(self.interval.misfit),
             },
             "measured": self.measured.to_dict(),
             "excluded": list(self.excluded),
@@ -348,6 +398,9 @@ class FittedModel:
         level = _finite(raw.get("level", P90_LEVEL), "model.interval.level")
         if not 0.5 <= level <= 1:
             raise ValueError("model.interval.level: must be between 0.5 and 1")
+        misfit = tuple(_finite(x, "model.interval.misfit") for x in raw["misfit"])
+        if len(misfit) != 2 or min(misfit) < 0:
+            raise ValueError("model.interval.misfit: must be two numbers >= 0 (scale, workers)")
         memory = data["memory"]
         slowdown = _finite(data["spill"]["slowdown"], "model.spill.slowdown")
         usable = _finite(data["spill"]["usable_memory_fraction"], "model.spill.usable_memory_fraction")
@@ -359,7 +412,7 @@ class FittedModel:
             s_ref=_finite(data["s_ref"], "model.s_ref"),
             coefficients=coefficients,
             candidates=candidates,
-            interval=Interval(bootstrap=boot, noise=noise, speed_spread=speed_spread, level=level),
+            interval=Interval(bootstrap=boot, noise=noise, speed_spread=speed_spread, level=level, misfit=misfit),
             memory_model=MemoryModel(
                 per_worker=tuple(_finite(x, "model.memory.per_worker_mb") for x in memory["per_worker_mb"]),
                 master=tuple(_finite(x, "model.memory.master_mb") for x in memory["master_mb"]),
@@ -425,34 +478,18 @@ def nnls_relative(matrix: np.ndarray, target: np.ndarray, weights: np.ndarray | 
     return solution / norms
 
 
-def nnls_relative_many(matrix: np.ndarray, targets: np.ndarray, weights: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """:func:`nnls_relative` for each row of ``targets``, fast when most solutions share
-    ``support`` (the columns free in the original fit): those are solved together from their
-    normal equations on that support and kept where they satisfy the NNLS optimality (KKT)
-    conditions; the others go through NNLS one by one."""
-    size = matrix.shape[1]
-    solutions = np.zeros((len(targets), size))
-    pending = np.ones(len(targets), dtype=bool)
-    if support.any():
-        inverse = weights / targets  # sqrt(w)/t squared is w/t², applied once per side below
-        gram = np.einsum("bi,ij,ik->bjk", inverse / targets, matrix, matrix)
-        moment = np.einsum("bi,ij->bj", inverse, matrix)
-        free = np.flatnonzero(support)
-        try:
-            beta = np.linalg.solve(gram[:, free][:, :, free], moment[:, free][:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            beta = None
-        if beta is not None:
-            candidate = np.zeros_like(solutions)
-            candidate[:, free] = beta
-            gradient = np.einsum("bjk,bk->bj", gram, candidate) - moment
-            tolerance = 1e-9 * np.maximum(np.abs(moment).max(axis=1), 1.0)
-            ok = np.all(beta >= 0, axis=1) & np.all(gradient[:, ~support] >= -tolerance[:, None], axis=1)
-            solutions[ok] = candidate[ok]
-            pending = ~ok
-    for b in np.flatnonzero(pending):
-        solutions[b] = nnls_relative(matrix, targets[b], weights)
-    return solutions
+def least_squares_relative(matrix: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Unconstrained coefficients minimising the weighted sum of squared *relative* residuals, for
+    each row of ``targets`` (one fit per row). Where the columns are collinear (USL's contention
+    column at a single scale) it is the minimum-norm solution, whose predictions within the
+    columns' span are unique."""
+    targets = np.atleast_2d(targets)
+    root = np.sqrt(weights)
+    weighted = matrix[None, :, :] * (root[None, :] / targets)[:, :, None]
+    norms = np.linalg.norm(weighted, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    solutions = np.einsum("bjn,n->bj", np.linalg.pinv(weighted / norms), root)
+    return solutions / norms[:, 0, :]
 
 
 def relative_covariance(matrix: np.ndarray, target: np.ndarray, weights: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
@@ -647,13 +684,16 @@ class _Assessment:
     errors: np.ndarray
     """Log errors of every held-out run (all folds)."""
     leverages: np.ndarray
+    distances: np.ndarray
+    """Per held-out run, ln of how far beyond its fold's largest scale and worker count it lay
+    (0 inside), two columns."""
 
 
 def _assess(family: str, scale_form: str, s_ref: float, rows: _Rows, single_scale: bool, extrapolation_weight: float) -> _Assessment:
     matrix = design_matrix(family, scale_form, s_ref, rows.scale, rows.workers)
     coefficients = nnls_relative(matrix, rows.wall, rows.weight)
     features = _features(family, scale_form)
-    errors, leverages, point_errors, extrapolation_errors = [], [], [], []
+    errors, leverages, point_errors, extrapolation_errors, distances = [], [], [], [], []
     for kind, held in _folds(rows):
         keep = ~held
         if not _trainable(rows, keep, features, single_scale):
@@ -668,6 +708,7 @@ def _assess(family: str, scale_form: str, s_ref: float, rows: _Rows, single_scal
             (point_errors if kind == "point" else extrapolation_errors).append(relative)
             errors.append(math.log(rows.wall[i] / predicted))
             leverages.append(_leverage(matrix[i], covariance, predicted))
+            distances.append((max(0.0, math.log(rows.scale[i] / rows.scale[keep].max())), max(0.0, math.log(rows.workers[i] / rows.workers[keep].max()))))
     if not point_errors:
         point_errors = list(np.abs(matrix @ coefficients - rows.wall) / rows.wall)
     candidate = Candidate(
@@ -678,7 +719,24 @@ def _assess(family: str, scale_form: str, s_ref: float, rows: _Rows, single_scal
         extrapolation_error=float(np.mean(extrapolation_errors)) if extrapolation_errors else None,
         extrapolation_weight=extrapolation_weight,
     )
-    return _Assessment(candidate, np.asarray(errors), np.asarray(leverages))
+    return _Assessment(candidate, np.asarray(errors), np.asarray(leverages), np.asarray(distances, dtype=float).reshape(-1, 2))
+
+
+def misfit_rates(errors: np.ndarray, distances: np.ndarray) -> tuple[float, float]:
+    """How fast the log error grows per unit of ln distance beyond the measured range, in scale
+    and in workers (module docstring, "Misfit beyond the measured range"): ``κ = sqrt(max(0, b²
+    - (MISFIT_SIGNIFICANCE · se)²))`` over the held-out runs that lay beyond their fold, ``b``
+    the mean of ``e / δ`` and ``se`` its standard error; 0 from fewer than two such runs."""
+    rates = []
+    for axis in (0, 1):
+        beyond = distances[:, axis] > 0 if len(distances) else np.zeros(0, dtype=bool)
+        ratios = errors[beyond] / distances[beyond, axis] if beyond.any() else np.zeros(0)
+        if len(ratios) < 2:
+            rates.append(0.0)
+            continue
+        mean, se = float(ratios.mean()), float(ratios.std(ddof=1) / math.sqrt(len(ratios)))
+        rates.append(math.sqrt(max(0.0, mean**2 - (MISFIT_SIGNIFICANCE * se) ** 2)))
+    return rates[0], rates[1]
 
 
 def repeat_noise(observations: Sequence[Observation]) -> float:
@@ -766,8 +824,9 @@ for quick progress figures). Raises UsageError (naming the runs to add) when the
         scores = np.log(rows.wall / fitted_values)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     centred = scores - scores.mean()
-    resampled = fitted_values * np.exp(rng.choice(centred, size=(bootstrap_samples, len(fitted_values))))
-    boot = nnls_relative_many(matrix, resampled, rows.weight, coefficients > 0)
+    unconstrained = np.maximum(matrix @ least_squares_relative(matrix, rows.wall, rows.weight)[0], 1e-12)
+    resampled = unconstrained * np.exp(rng.choice(centred, size=(bootstrap_samples, len(fitted_values))))
+    boot = least_squares_relative(matrix, resampled, rows.weight)
     draws = rng.choice(scores, size=bootstrap_samples)
     if bootstrap_samples == 0:
         boot, draws = coefficients[None, :], np.zeros(1)
@@ -777,7 +836,7 @@ for quick progress figures). Raises UsageError (naming the runs to add) when the
         s_ref=s_ref,
         coefficients=chosen.coefficients,
         candidates=tuple(candidates),
-        interval=Interval(bootstrap=boot, noise=draws, speed_spread=speed_spread, level=conformal_level(len(scores))),
+        interval=Interval(bootstrap=boot, noise=draws, speed_spread=speed_spread, level=conformal_level(len(scores)), misfit=misfit_rates(assessment.errors, assessment.distances)),
         memory_model=memory_model,
         full_scale=full_scale,
         measured=measured,

@@ -1,9 +1,9 @@
 """profile.json: what ``d2c profile`` learnt about the app, and the model fitted to it.
 
-Format, version 2 (a JSON object)::
+Format, version 3 (a JSON object)::
 
     {
-      "version": 2,
+      "version": 3,
       "app": "montecarlo",                # the descriptor's name
       "created": "2026-11-25T12:00:00Z",   # last written (profiling, import or calibration)
       "full_scale": 1.0,                   # the scale of the real run
@@ -34,7 +34,7 @@ Format, version 2 (a JSON object)::
         "candidates": [{"name", "family", "scale_form", "coefficients", "cv_error",
                         "extrapolation_error", "extrapolation_weight"}, ...],
         "interval": {"seed": 20160316, "bootstrap": [[...], ...], "noise": [...],
-                     "speed_spread": 0.03, "level": 0.91},
+                     "speed_spread": 0.03, "level": 0.91, "misfit": [0.0, 0.0]},
         "measured": {"scales": [0.02, 0.08], "workers": [1, 2], "single_scale": false},
         "excluded": ["scale 4 with 1 workers: ... left out of the in-memory fit"],
         "noise": 0.015,                    # sd of ln wall between repeats
@@ -43,7 +43,8 @@ Format, version 2 (a JSON object)::
       }
     }
 
-A version 1 file (its model had an in-sample bootstrap) is read by refitting its runs. Every
+A version 1 file (its model had an in-sample bootstrap) or 2 (a bootstrap of NNLS refits, no
+misfit term) is read by refitting its runs. Every
 field is checked on reading: a value out of range (``full_scale: -1``, a negative speed, a
 coefficient that is not a finite number) is refused naming the field.
 
@@ -67,8 +68,8 @@ from profiler.host_facts import HostFacts
 from profiler.model import FittedModel, fit_model
 from profiler.runs import RunRecord
 
-VERSION = 2
-REFITTED_VERSIONS = (1,)
+VERSION = 3
+REFITTED_VERSIONS = (1, 2)
 """Older versions whose model is refitted from their runs on reading."""
 
 

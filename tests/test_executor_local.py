@@ -201,6 +201,12 @@ def test_resume_after_the_controller_is_killed(tmp_path):
     assert open_journal().run(run.run_id).outcome == "succeeded"
 
 
+def _ctrl_c_as_at_a_shell() -> None:
+    """A command a user starts from their shell has SIGINT at its default; one started in the
+    background of a script inherits it ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_without_a_terminal_stops_the_run(tmp_path):
     project = _slow_project(tmp_path, steps=200)
     controller = subprocess.Popen(
@@ -210,6 +216,7 @@ def test_interrupt_without_a_terminal_stops_the_run(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_at_a_shell,
     )
     try:
         run = _wait_for_state("running")
@@ -265,7 +272,7 @@ def test_interrupt_at_a_terminal_can_detach_and_resume(tmp_path):
     leader, follower = pty.openpty()
     controller = subprocess.Popen(
         [sys.executable, "-m", "d2c", "run", "--provider", "local", "--poll", "0.2"],
-        cwd=project, stdin=follower, stdout=follower, stderr=follower,
+        cwd=project, stdin=follower, stdout=follower, stderr=follower, preexec_fn=_ctrl_c_as_at_a_shell,
     )
     os.close(follower)
     screen = b""

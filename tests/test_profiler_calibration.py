@@ -4,7 +4,11 @@ For each model family: 1,000 simulations, each a fresh set of measured runs (sca
 1, 2, 4 and 8 workers, two repeats, log-normal noise of 5 %), a fit restricted to that family,
 and one future run at each target, 2x and 10x beyond the measured range in scale and in workers.
 The share of future runs at or under p90 is the coverage. Fixed seeds, so the figures are the
-same on every machine.
+same on every machine. Before the bootstrap refitted unconstrained least squares instead of NNLS
+(profiler.model, "Calibrated interval"), Ernest and USL covered 99-100 % at 10x in workers.
+
+A misspecified form (the truth grows faster in scale than the model can) is the other half: the
+misfit beyond the measured range widens p90 where the held-out runs beyond their folds say so.
 """
 
 from __future__ import annotations
@@ -46,11 +50,38 @@ def coverage(family: str) -> tuple[dict[str, float], dict[str, float]]:
 @pytest.mark.parametrize("family", sorted(TRUTH))
 def test_p90_covers_ninety_percent_of_future_runs(family):
     covered, width = coverage(family)
+    # 1,000 simulations measure a coverage to within about 1 % (one standard error).
     for name in ("scale 2x", "scale 10x"):
-        assert 0.88 <= covered[name] <= 0.92, (name, covered, width)
+        assert 0.88 <= covered[name] <= 0.93, (name, covered, width)
         assert width[name] < 1.15, "an interval that covers by being huge is no use"
-    # In workers, Ernest's and USL's coordination terms are barely visible within 8 workers:
-    # their p90 10x beyond is conservative (wider than the noise needs), never short.
+    # In workers the figures are 88-95 %: Ernest's interval at 2x is held up by the floor of one
+    # run's own noise where least squares would call the extrapolation surer than a repeat.
     for name in ("workers 2x", "workers 10x"):
-        assert covered[name] >= (0.88 if family == "amdahl" and name == "workers 10x" else 0.85), (name, covered, width)
+        assert 0.86 <= covered[name] <= 0.96, (name, covered, width)
     assert width["workers 10x"] >= width["workers 2x"] >= width["scale 2x"] * 0.99, "the interval grows with the distance"
+
+
+def test_p90_is_never_surer_than_a_repeat_of_a_measured_point():
+    rng = np.random.default_rng(11)
+    truth = TRUTH["ernest"]
+    for _ in range(50):
+        runs = [Observation(s, w, truth(s, w) * math.exp(rng.normal(0, SIGMA))) for s in SCALES for w in WORKERS for _ in range(2)]
+        model = fit_model(runs, full_scale=40.0, families=("ernest",))
+        floor = math.exp(float(np.percentile(model.interval.noise, 100 * model.interval.level)))
+        for scale, workers in TARGETS.values():
+            estimate = model.runtime(scale, workers)
+            assert estimate.p90 >= estimate.p50 * floor * (1 - 1e-9) > estimate.p50
+
+
+def test_a_form_that_misses_growth_in_scale_widens_p90_beyond_the_measured_range():
+    """Truth T = 1 + 30 s^1.15 / w, fitted as Amdahl with three scales (too few for s log s): at
+    8x the largest scale the fit is short by about 30 %, and p90 must cover most future runs
+    there, while a truth of Amdahl's own form keeps its interval as narrow as before."""
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(200):
+        runs = [Observation(s, w, (1.0 + 30 * s**1.15 / w) * math.exp(rng.normal(0, SIGMA))) for s in SCALES for w in WORKERS for _ in range(2)]
+        model = fit_model(runs, full_scale=32.0, families=("amdahl",))
+        assert model.interval.misfit[0] > 0
+        hits += (1.0 + 30 * 32.0**1.15 / 8) * math.exp(rng.normal(0, SIGMA)) <= model.runtime(32.0, 8).p90
+    assert hits / 200 >= 0.8

@@ -40,7 +40,7 @@ def test_import_fits_desktop_and_cloud_runs_then_show_and_predict(tmp_path):
     assert imported.returncode == 0, imported.stderr
     assert "imported 7 runs" in imported.stdout and "a new profile" in imported.stdout
     profile = json.loads((tmp_path / "profile.json").read_text())
-    assert profile["version"] == 2 and len(profile["runs"]) == 7
+    assert profile["version"] == 3 and len(profile["runs"]) == 7
     cloud = profile["runs"][-1]
     speed = profile["host"]["speed"]
     assert (speed, profile["host"]["speed_basis"]) == (1.4, "given")
@@ -73,6 +73,31 @@ def test_import_fits_desktop_and_cloud_runs_then_show_and_predict(tmp_path):
     human = d2c("predict", "--type", "c5.xlarge", "--count", "8", cwd=tmp_path)
     assert human.returncode == 0 and "p90" in human.stdout and "assumes" in human.stdout
     assert "extrapolates" in human.stdout and "the most measured" in human.stdout
+
+
+def test_a_profile_whose_form_misses_more_further_out_says_so_and_widens_p90(tmp_path):
+    # Time grows as scale^1.3, which no model with three measured scales can follow.
+    rows = ["scale,workers,wall_s"]
+    for scale in (1, 2, 4):
+        for workers in (1, 2, 4):
+            for jitter in (0.98, 1.02):
+                rows.append(f"{scale},{workers},{(1 + 10 * scale**1.3 / workers) * jitter:.4f}")
+    (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
+    assert d2c("profile", "import", "runs.csv", "--host-speed", "1", cwd=tmp_path).returncode == 0
+    shown = " ".join(d2c("profile", "show", cwd=tmp_path).stdout.split())
+    assert "misses more the further it extrapolates" in shown and "more per doubling of the scale" in shown
+    at = {}
+    for scale in ("4", "32"):
+        result = d2c("predict", "--type", "c5.large", "--count", "1", "--scale", scale, "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        at[scale] = json.loads(result.stdout)
+    assert at["4"]["misfit"] is None
+    assert "per doubling of the scale" in at["32"]["misfit"]
+    width = {k: v["runtime_s"]["p90"] / v["runtime_s"]["p50"] for k, v in at.items()}
+    # The truth at 32 lies (32/4)^0.3 = 1.87x above the measured growth; p90 reaches toward it.
+    assert width["32"] > 1.3 * width["4"]
+    human = d2c("predict", "--type", "c5.large", "--count", "1", "--scale", "32", cwd=tmp_path)
+    assert "misses more the further it extrapolates" in " ".join(human.stdout.split())
 
 
 def test_import_into_an_existing_profile_adds_to_its_runs(tmp_path):

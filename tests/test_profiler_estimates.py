@@ -284,15 +284,22 @@ def test_the_next_point_is_the_one_that_narrows_the_full_scale_prediction_most_p
     assert design.next_point(done, 0.1, model, (40.0, 2.0)) is None
 
 
-def test_a_version_1_profile_is_read_by_refitting_its_runs(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_profile_is_read_by_refitting_its_runs(tmp_path, version):
+    """Version 1 had an in-sample bootstrap, version 2 a bootstrap of NNLS refits and no misfit
+    term: both intervals were miscalibrated, so their models are refitted, never trusted."""
     from profiler.profile_file import load_profile
 
     (tmp_path / "runs.csv").write_text("scale,workers,wall_s\n1,1,10\n1,2,5.2\n2,1,20\n2,2,10.3\n")
     assert d2c("profile", "import", "runs.csv", "--host-speed", "1", cwd=tmp_path).returncode == 0
     current = load_profile(tmp_path / "profile.json")
     data = json.loads((tmp_path / "profile.json").read_text())
-    data["version"] = 1
-    data["model"] = {"chosen": "amdahl (s)", "bootstrap": {"seed": 1, "coefficients": [[0.0, 1.0]], "noise": [1.0]}}
+    data["version"] = version
+    if version == 1:
+        data["model"] = {"chosen": "amdahl (s)", "bootstrap": {"seed": 1, "coefficients": [[0.0, 1.0]], "noise": [1.0]}}
+    else:
+        del data["model"]["interval"]["misfit"]
+        data["model"]["interval"]["bootstrap"] = [[0.0, 100.0]] * len(data["model"]["interval"]["noise"])
     (tmp_path / "old.json").write_text(json.dumps(data))
     old = load_profile(tmp_path / "old.json")
     assert old.predictor.runtime(4.0, 8) == current.predictor.runtime(4.0, 8)

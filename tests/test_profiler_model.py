@@ -144,7 +144,7 @@ def test_profile_round_trip_keeps_predictions_and_digest(tmp_path):
     save_profile(path, profile)
     loaded = load_profile(path)
     assert loaded.digest == profile.digest and loaded.digest.startswith("sha256:")
-    assert json.loads(path.read_text())["version"] == 2
+    assert json.loads(path.read_text())["version"] == 3
     assert loaded.host.speed == 1.2 and loaded.full_scale == 1.0
     assert loaded.predictor.runtime(1.0, 8) == profile.predictor.runtime(1.0, 8)
     assert loaded.predictor.memory(1.0, 8) == profile.predictor.memory(1.0, 8)

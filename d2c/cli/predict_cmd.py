@@ -89,6 +89,7 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
         },
         "spill_factor": round(spill, 3),
         "extrapolation": extrapolation.to_dict(),
+        "misfit": model.misfit_text(scale, workers) if extrapolation.beyond else None,
         "speed_basis": capacity.basis,
         "model": model.name,
         "profile": profile.digest,
@@ -105,6 +106,9 @@ def predict(instance_type: str, count: int, scale: float | None, profile_path: P
         out.print(f"[yellow]the working set does not fit in memory: runtime x{spill:.2f} for spilling[/yellow]")
     if extrapolation.beyond:
         out.print(f"[yellow]extrapolates {extrapolation.text}[/yellow]")
+        misfit = model.misfit_text(scale, workers)
+        if misfit:
+            out.print(f"[yellow]{misfit}[/yellow]")
     else:
         out.print(f"range    {extrapolation.text}")
     out.print(f"model    {model.name} (profile {profile.digest[:19]}); speed {capacity.basis}")

@@ -257,6 +257,9 @@ def show(profile_path: Path, plot: Path | None) -> None:
     out.print(fits)
     noise = f"noise between repeats {model.noise:.1%} (sd of ln wall)" if model.noise else "no repeats (noise between repeats unknown)"
     out.print(f"{noise}; p90 from out-of-sample errors at the {model.interval.level:.1%} level" + (f", host speed spread {model.interval.speed_spread:.0%}" if model.interval.speed_spread else ""))
+    misfit = model.misfit_text()
+    if misfit:
+        out.print(f"[yellow]{misfit}[/yellow]")
     for line in model.excluded:
         out.print(f"[yellow]left out: {line}[/yellow]")
     memory = model.memory_model
