@@ -729,8 +729,8 @@ def misfit_rates(errors: np.ndarray, distances: np.ndarray) -> tuple[float, floa
     the mean of ``e / δ`` and ``se`` its standard error; 0 from fewer than two such runs."""
     rates = []
     for axis in (0, 1):
-        beyond = distances[:, axis] > 0 if len(distances) else np.zeros(0, dtype=bool)
-        ratios = errors[beyond] / distances[beyond, axis] if beyond.any() else np.zeros(0)
+        beyond = distances[:, axis] > 0
+        ratios = errors[beyond] / distances[beyond, axis]
         if len(ratios) < 2:
             rates.append(0.0)
             continue
