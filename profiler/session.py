@@ -7,9 +7,10 @@ with the most workers is the session's guide. The session stops
   the last run, once some point has been repeated (so the noise is known) and at least
   ``MIN_POINTS_TO_STOP`` distinct points are measured (enough to check Ernest's four
   coefficients out of sample): more runs would not change the answer;
-* when the time spent reaches ``PROFILE_SHARE`` (5 %) of the predicted full run, or
-  ``MIN_PROFILE_S`` if that is more (below a few seconds of profiling the cost is moot), once
-  ``MIN_POINTS_TO_STOP`` points are measured (a fit from fewer extrapolates on too little);
+* when the next run would take profiling past ``PROFILE_SHARE`` (5 %) of the predicted full
+  run, once ``MIN_POINTS_TO_STOP`` points are measured (a fit from fewer extrapolates on too
+  little, so those are measured whatever they cost): the share is a budget the design chooses
+  within, so a session does not overshoot it by a run;
 * when the design is complete or the next point would not finish inside the time box.
 
 The next point is the one that narrows the full-scale prediction most per second
@@ -18,6 +19,7 @@ The next point is the one that narrows the full-scale prediction most per second
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -31,7 +33,6 @@ from profiler.model import FittedModel, fit_model
 from profiler.runs import RunRecord
 
 PROFILE_SHARE = 0.05
-MIN_PROFILE_S = 20.0
 MIN_STABLE = 0.02
 MIN_POINTS_TO_STOP = 5
 QUICK_BOOTSTRAP = 50
@@ -78,14 +79,25 @@ def profile_app(
     model: FittedModel | None = None
     previous_p90: float | None = None
     target = (spec.full_scale, float(max(spec.workers)))
+    label = ""
 
     def report(current: str, stopped: str | None = None) -> None:
         if on_progress is not None:
             on_progress(Progress(len(runs), design.planned, estimate, current, stopped))
 
     while True:
-        point = design.next_point(runs, box_end - time.monotonic(), model, target)
+        remaining = box_end - time.monotonic()
+        capped = estimate is not None and _enough_points(runs)
+        cap_s = PROFILE_SHARE * estimate if capped else math.inf
+        point = design.next_point(runs, min(remaining, started + cap_s - time.monotonic()), model, target)
         if point is None:
+            if capped and design.next_point(runs, remaining, model, target) is not None:
+                spent = time.monotonic() - started
+                share = f"{PROFILE_SHARE:.0%} of the predicted full run ({estimate:.0f}s)"
+                if spent < cap_s:
+                    report(label, f"profiling took {spent:.1f}s; another run would take it past {cap_s:.1f}s, {share}")
+                else:
+                    report(label, f"profiling took {spent:.1f}s, past {share}, to measure the {MIN_POINTS_TO_STOP} points a fit needs")
             break
         label = f"scale {point.scale:g}, {point.workers} workers, run {point.repeat}"
         report(label)
@@ -117,18 +129,17 @@ def profile_app(
             continue
         p90 = model.runtime(*target).p90
         estimate = model.runtime(*target).p50
-        spent = time.monotonic() - started
-        enough = len({(r.scale, r.workers) for r in runs if r.fitted}) >= MIN_POINTS_TO_STOP
         stable = max(model.noise, MIN_STABLE)
-        if previous_p90 and enough and model.noise > 0 and abs(p90 / previous_p90 - 1.0) < stable:
+        if previous_p90 and _enough_points(runs) and model.noise > 0 and abs(p90 / previous_p90 - 1.0) < stable:
             report(label, f"the full-scale p90 moved {abs(p90 / previous_p90 - 1.0):.1%} with the last run, less than the {stable:.1%} noise between repeats")
-            break
-        if enough and spent >= max(PROFILE_SHARE * estimate, MIN_PROFILE_S):
-            report(label, f"profiling took {spent:.0f}s, {PROFILE_SHARE:.0%} of the predicted full run ({estimate:.0f}s)")
             break
         previous_p90 = p90
         report(label)
     return runs
+
+
+def _enough_points(runs: list[RunRecord]) -> bool:
+    return len({(r.scale, r.workers) for r in runs if r.fitted}) >= MIN_POINTS_TO_STOP
 
 
 def _fit(runs: list[RunRecord], spec: ProfileSpec, host_memory_mb: float | None) -> FittedModel | None:

@@ -109,6 +109,27 @@ def test_process_pool_profiled_up_to_scale_1_predicts_scale_4(pool_app):
     check_extrapolation(pool_app, f"{sys.executable} pool.py {{scale}} {{workers}}", 4.0, 2)
 
 
+def test_profiling_stops_before_a_run_would_pass_its_share_of_the_full_run(tmp_path):
+    """An app whose full run is predicted at about 100 s may be profiled for 5 % of that once
+    five points are measured: the session stops before the run that would pass it, with the
+    design unfinished and the reason said. No repeats, so the stable-prediction stop (which
+    needs the noise between repeats) cannot end it first."""
+    from d2c.descriptor import ProfileSpec
+    from profiler.session import MIN_POINTS_TO_STOP, PROFILE_SHARE, profile_app
+
+    command = f"{sys.executable} -c 'import time; time.sleep(0.05 + 0.1 * {{scale}} / {{workers}})'"
+    spec = ProfileSpec(command=command, scales=(1, 2, 4, 8, 16, 32), workers=(1, 2), full_scale=2000, repeats=1)
+    stopped = []
+    started = time.monotonic()
+    runs = profile_app(LocalHost(root=tmp_path), spec, max_time_s=60, sampler_factory=LocalTreeSampler, on_progress=lambda p: p.stopped and stopped.append(p.stopped))
+    spent = time.monotonic() - started
+    cap = PROFILE_SHARE * 100
+    assert len({(r.scale, r.workers) for r in runs}) >= MIN_POINTS_TO_STOP
+    assert len(runs) < 12, "the design (12 points, about 10 s) is cut short"
+    assert stopped and "another run would take it past" in stopped[-1], stopped
+    assert spent <= cap * 1.15, f"profiling took {spent:.1f}s against a cap of {cap:.1f}s"
+
+
 def test_local_and_proc_samplers_agree_on_a_process_tree(tmp_path):
     script = tmp_path / "tree.py"
     script.write_text(
@@ -147,7 +168,8 @@ def test_profiling_over_ssh_reads_proc_in_the_remote_host(tmp_path, sshd, client
     folder.mkdir()
     (folder / "pool.py").write_text(POOL_APP)
     desktop = {"host": f"ssh://{sshd.user}@{sshd.address}:{sshd.port}", "key": str(client_key)}
-    write_app(folder, f"{sys.executable} {folder / 'pool.py'} {{scale}} {{workers}}", scales=[0.25, 0.5, 1.0], workers=[1, 2], full_scale=4.0, repeats=1, desktop=desktop)
+    # A full run long enough (scale 400) that 5 % of it lets the session measure all six points.
+    write_app(folder, f"{sys.executable} {folder / 'pool.py'} {{scale}} {{workers}}", scales=[0.25, 0.5, 1.0], workers=[1, 2], full_scale=400.0, repeats=1, desktop=desktop)
     profile(folder)
     document = json.loads((folder / "profile.json").read_text())
     assert document["host"]["name"].endswith(f":{sshd.port}") or str(sshd.port) in document["host"]["name"]
