@@ -141,7 +141,8 @@ def test_predict_without_profile_or_with_unknown_type(tmp_path):
 
 def test_profile_stops_at_an_app_failure_and_shows_its_stderr(tmp_path):
     command = "python3 -c \"import sys,time; time.sleep({scale}/{workers}); sys.exit('input file corrupt at block 7') if {scale} > 0.15 else None\""
-    write_app(tmp_path, command, scales=[0.05, 0.1, 0.2], workers=[1, 2], full_scale=1.0, repeats=1)
+    # A full run long enough (scale 1000) that the 5 % share never ends the session first.
+    write_app(tmp_path, command, scales=[0.05, 0.1, 0.2], workers=[1, 2], full_scale=1000.0, repeats=1)
     result = d2c("profile", "--max-time", "60s", cwd=tmp_path)
     assert result.returncode == 1
     line = error_line(result)
@@ -151,8 +152,9 @@ def test_profile_stops_at_an_app_failure_and_shows_its_stderr(tmp_path):
 
 def test_an_app_that_never_finishes_is_killed_at_the_box_and_kept_as_partial(tmp_path):
     command = "python3 -c \"import time; time.sleep(1000 if {scale} > 0.25 else {scale}/{workers})\""
-    write_app(tmp_path, command, scales=[0.05, 0.1, 0.2, 0.4], workers=[1, 2], full_scale=1.0, repeats=1)
-    # 8 s leaves room for the runs below scale 0.4 on a busy machine (each starts a Python).
+    write_app(tmp_path, command, scales=[0.05, 0.1, 0.2, 0.4], workers=[1, 2], full_scale=1000.0, repeats=1)
+    # 8 s leaves room for the runs below scale 0.4 on a busy machine (each starts a Python); the
+    # full run (scale 1000, about 500 s) is long enough that its 5 % share does not end it first.
     result = d2c("profile", "--max-time", "8s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = json.loads((tmp_path / "profile.json").read_text())["runs"]
