@@ -69,10 +69,10 @@ grows a little faster than its scale). Each held-out run that lay beyond its fol
 scale (or worker count) by ``δ = ln(s / s_max)`` says the log error grows by ``e / δ`` per unit
 of ln distance. Their mean ``b`` is a systematic growth only where it stands out of their
 spread: ``κ = sqrt(max(0, b² - (3·se)²))``, ``se`` the mean's standard error
-(``MISFIT_SIGNIFICANCE`` = 3, so that a model of the right form rarely gets one: 7 % of simulated
-Amdahl histories). At a
-target ``D_s = ln(s / s_max)`` and ``D_w = ln(w / w_max)`` beyond the measured range, each draw
-is further multiplied by ``exp(sqrt((κ_s D_s)² + (κ_w D_w)²) · z)``, z standard normal.
+(``MISFIT_SIGNIFICANCE`` = 3, so that a model of the right form rarely gets one: 7 % of
+simulated Amdahl histories). At a target outside the measured range by ``D_s`` and ``D_w`` (ln
+of the factors of profiler.prediction.Extrapolation, e.g. ``ln(s / s_max)`` above the range),
+each draw is further multiplied by ``exp(sqrt((κ_s D_s)² + (κ_w D_w)²) · z)``, z standard normal.
 Coverage of simulated future runs, per family, at 2x and 10x in scale and in workers:
 tests/test_profiler_calibration.py; on real apps: benchmarks/predictor_accuracy.py.
 
@@ -211,6 +211,12 @@ class Interval:
         return np.random.default_rng(BOOTSTRAP_SEED + 1).standard_normal(len(self.noise))
 
     @property
+    def noise_quantile(self) -> float:
+        """The ``level`` percentile of the noise draws alone: one future run's log noise, the
+        least p90 may add to p50."""
+        return float(np.percentile(self.noise, 100 * self.level))
+
+    @property
     def misfit_draws(self) -> np.ndarray:
         """Standard normal draws for the misfit beyond the measured range (fixed seed)."""
         return np.random.default_rng(BOOTSTRAP_SEED + 2).standard_normal(len(self.noise))
@@ -285,12 +291,11 @@ class FittedModel:
             fits = np.maximum(self.interval.bootstrap @ row, 1e-12)
             elasticity = self._elasticity(scale, workers, p50)
             spread = elasticity * self.interval.speed_spread * self.interval.speed_draws
-            beyond_s = max(0.0, math.log(scale / self.measured.max_scale))
-            beyond_w = max(0.0, math.log(max(workers, 1e-9) / self.measured.max_workers))
-            spread = spread + math.hypot(self.interval.misfit[0] * beyond_s, self.interval.misfit[1] * beyond_w) * self.interval.misfit_draws
+            beyond = self.extrapolation(scale, workers)
+            misfit = math.hypot(self.interval.misfit[0] * math.log(beyond.scale_factor), self.interval.misfit[1] * math.log(beyond.workers_factor))
+            spread = spread + misfit * self.interval.misfit_draws
             p90 = float(np.percentile(fits * np.exp(self.interval.noise + spread), 100 * self.interval.level)) if p50 > 0 else 0.0
-            floor = p50 * math.exp(float(np.percentile(self.interval.noise, 100 * self.interval.level)))
-            self._cache[key] = (p50, max(p90, floor, p50))
+            self._cache[key] = (p50, max(p90, p50 * math.exp(self.interval.noise_quantile), p50))
         p50, p90 = self._cache[key]
         if host_memory_mb and workers_per_host:
             factor = self.spill_factor(scale, workers, host_memory_mb, workers_per_host)
@@ -309,13 +314,15 @@ class FittedModel:
     def misfit_text(self, scale: float | None = None, workers: float | None = None) -> str | None:
         """The misfit term in words: how much more the held-out runs beyond their folds missed per
         doubling of the distance, in each direction (scale, workers) where it is not 0 and, when a
-        target is given, the target lies beyond the measured range. None when it adds nothing."""
+        target (scale and workers) is given, the target lies outside the measured range. None when
+        it adds nothing."""
+        target = None if scale is None or workers is None else self.extrapolation(scale, workers)
         parts = []
-        for name, rate, beyond in (
-            ("scale", self.interval.misfit[0], scale is None or scale > self.measured.max_scale),
-            ("workers", self.interval.misfit[1], workers is None or workers > self.measured.max_workers),
+        for name, rate, factor in (
+            ("scale", self.interval.misfit[0], math.inf if target is None else target.scale_factor),
+            ("workers", self.interval.misfit[1], math.inf if target is None else target.workers_factor),
         ):
-            if rate > 0 and beyond:
+            if rate > 0 and factor > 1.0 + 1e-9:
                 parts.append(f"{math.expm1(rate * math.log(2)):.1%} more per doubling of the {name}")
         if not parts:
             return None

@@ -62,26 +62,31 @@ def test_p90_covers_ninety_percent_of_future_runs(family):
 
 
 def test_p90_is_never_surer_than_a_repeat_of_a_measured_point():
+    """With 5 % noise between repeats, one future run alone lies more than 3 % above the fit in
+    about a quarter of runs: no p90 may be narrower than that, extrapolating or not (least
+    squares alone gave 13 % of these Ernest histories a p90 within 3 % of p50 at 16 workers)."""
     rng = np.random.default_rng(11)
     truth = TRUTH["ernest"]
-    for _ in range(50):
+    for _ in range(100):
         runs = [Observation(s, w, truth(s, w) * math.exp(rng.normal(0, SIGMA))) for s in SCALES for w in WORKERS for _ in range(2)]
         model = fit_model(runs, full_scale=40.0, families=("ernest",))
-        floor = math.exp(float(np.percentile(model.interval.noise, 100 * model.interval.level)))
         for scale, workers in TARGETS.values():
             estimate = model.runtime(scale, workers)
-            assert estimate.p90 >= estimate.p50 * floor * (1 - 1e-9) > estimate.p50
+            assert estimate.p90 >= 1.03 * estimate.p50, (scale, workers, estimate)
 
 
 def test_a_form_that_misses_growth_in_scale_widens_p90_beyond_the_measured_range():
     """Truth T = 1 + 30 s^1.15 / w, fitted as Amdahl with three scales (too few for s log s): at
     8x the largest scale the fit is short by about 30 %, and p90 must cover most future runs
-    there, while a truth of Amdahl's own form keeps its interval as narrow as before."""
+    there; a truth of Amdahl's own form rarely gets the term (7 % of histories)."""
     rng = np.random.default_rng(3)
-    hits = 0
+    hits, fired = 0, 0
     for _ in range(200):
         runs = [Observation(s, w, (1.0 + 30 * s**1.15 / w) * math.exp(rng.normal(0, SIGMA))) for s in SCALES for w in WORKERS for _ in range(2)]
         model = fit_model(runs, full_scale=32.0, families=("amdahl",))
         assert model.interval.misfit[0] > 0
         hits += (1.0 + 30 * 32.0**1.15 / 8) * math.exp(rng.normal(0, SIGMA)) <= model.runtime(32.0, 8).p90
+        right_form = [Observation(s, w, (1.0 + 30 * s / w) * math.exp(rng.normal(0, SIGMA))) for s in SCALES for w in WORKERS for _ in range(2)]
+        fired += fit_model(right_form, full_scale=32.0, families=("amdahl",)).interval.misfit[0] > 0
     assert hits / 200 >= 0.8
+    assert fired / 200 <= 0.15
